@@ -1,0 +1,107 @@
+package cqrs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/b2131a45/eventkit/events"
+)
+
+// TopicFunc maps an event name to a topic.
+type TopicFunc func(eventName string) string
+
+// EventNameTopic is the default TopicFunc: the topic is the event name.
+func EventNameTopic(eventName string) string { return eventName }
+
+// BusConfig configures a Bus. Registry is required; the zero value of every
+// other field is its documented default.
+type BusConfig struct {
+	// Registry encodes events and knows their names and versions. Required.
+	Registry *events.Registry
+	// Source is written to the source header: the producing service or
+	// bounded context. Defaults to "" (header not written).
+	Source string
+	// Topic maps an event name to the topic it is published to. Defaults to
+	// EventNameTopic. Processors must use the same mapping.
+	Topic TopicFunc
+}
+
+func (c BusConfig) validate() error {
+	if c.Registry == nil {
+		return errors.New("cqrs: BusConfig.Registry is required")
+	}
+	return nil
+}
+
+// Bus publishes typed integration events. It is safe for concurrent use and
+// cheap to create (one per transaction is fine).
+type Bus struct {
+	pub   message.Publisher
+	reg   *events.Registry
+	src   string
+	topic TopicFunc
+}
+
+// NewBus returns a Bus publishing to pub. It returns an error if pub is nil
+// or cfg is invalid.
+func NewBus(pub message.Publisher, cfg BusConfig) (*Bus, error) {
+	if pub == nil {
+		return nil, errors.New("cqrs: publisher is nil")
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Topic == nil {
+		cfg.Topic = EventNameTopic
+	}
+	return &Bus{pub: pub, reg: cfg.Registry, src: cfg.Source, topic: cfg.Topic}, nil
+}
+
+// Publish encodes each event (a registered T or *T), stamps its envelope from
+// ctx (see events.Registry.NewMessage) and publishes it. Consecutive events
+// bound for the same topic go in one Publisher.Publish call, so a batching
+// publisher (the outbox, AMQP, Kafka) writes them together and in order.
+//
+// It returns events.ErrNotRegistered (wrapped) for an unregistered type,
+// before publishing anything, or the publisher's error. On a publisher
+// error, events of earlier calls may have been published: the transports
+// deliver at least once.
+func (b *Bus) Publish(ctx context.Context, evts ...any) error {
+	msgs, topics, err := b.Messages(ctx, evts...)
+	if err != nil {
+		return err
+	}
+	for start := 0; start < len(msgs); {
+		end := start + 1
+		for end < len(msgs) && topics[end] == topics[start] {
+			end++
+		}
+		if err := b.pub.Publish(topics[start], msgs[start:end]...); err != nil {
+			return fmt.Errorf("cqrs: publish to %q: %w", topics[start], err)
+		}
+		start = end
+	}
+	return nil
+}
+
+// Messages encodes events into messages and their topics without publishing
+// them, exactly as Publish would.
+func (b *Bus) Messages(ctx context.Context, evts ...any) ([]*message.Message, []string, error) {
+	msgs := make([]*message.Message, len(evts))
+	topics := make([]string, len(evts))
+	for i, e := range evts {
+		msg, err := b.reg.NewMessage(ctx, e, b.src)
+		if err != nil {
+			return nil, nil, fmt.Errorf("cqrs: event %d: %w", i, err)
+		}
+		msgs[i] = msg
+		topics[i] = b.topic(msg.Metadata.Get(events.KeyName))
+		if topics[i] == "" {
+			return nil, nil, fmt.Errorf("cqrs: event %d: Topic returned an empty topic for %s", i, msg.Metadata.Get(events.KeyName))
+		}
+	}
+	return msgs, topics, nil
+}

@@ -1,0 +1,24 @@
+// Package cqrs publishes and handles typed integration events over Watermill.
+//
+// Bus stamps the full envelope (see package events) on every event it
+// publishes; Processor runs typed handlers, one durable subscription per
+// handler (the handler name is the consumer group), on a Watermill router.
+//
+// # Guarantees
+//
+// Delivery is at-least-once from publish to handler when the transport is
+// durable: a handler error nacks the message and the transport redelivers
+// it. Duplicates are possible; make handlers idempotent or put
+// middleware.Deduplicate in front of them. Order is the transport's: per
+// partition key on Kafka, per queue on AMQP, per topic on SQL.
+//
+// Inside a handler, events.EnvelopeFromContext returns the incoming envelope,
+// and every Bus.Publish made with the handler's context keeps the incoming
+// correlation id and sets the causation id to the incoming event id.
+//
+// A message of another registered event type that arrives on a handler's
+// topic is acked and skipped (counted by Processor.Skipped, logged at debug);
+// a message with an unregistered name, a newer version or a payload that
+// does not decode fails with a permanent error (events.IsPermanent), which
+// middleware.PoisonQueue sends to the dead-letter topic.
+package cqrs

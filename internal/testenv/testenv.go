@@ -1,0 +1,66 @@
+// Package testenv gives tests the URLs of the real services they run against
+// and the rule for a missing service: skip when CI is unset, fail under CI.
+package testenv
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// Service URLs. Each is read from its environment variable, with the local
+// default of a development machine.
+func PostgresURL() string {
+	return env("EVENTKIT_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+}
+
+// MySQLURL is a mysql:// URL as transports.Open takes it.
+func MySQLURL() string {
+	return env("EVENTKIT_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+}
+
+// AMQPURL is the RabbitMQ URL.
+func AMQPURL() string {
+	return env("EVENTKIT_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+}
+
+// InCI reports whether the tests run under CI (CI set to anything but "" or "false").
+func InCI() bool {
+	v := strings.ToLower(os.Getenv("CI"))
+	return v != "" && v != "false" && v != "0"
+}
+
+// Unavailable stops the test because a service it needs is unreachable:
+// it skips outside CI and fails under CI, where every service must be up.
+func Unavailable(t testing.TB, service string, err error) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("%s is unavailable under CI: %v", service, err)
+	}
+	t.Skipf("%s is unavailable (set CI=true to make this a failure): %v", service, err)
+}
+
+var unsafe = regexp.MustCompile(`[^a-z0-9]+`)
+
+// Name returns a name unique to this test run, safe for topics, tables,
+// queues and consumer groups: prefix, the test name, and random hex.
+func Name(t testing.TB, prefix string) string {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	n := unsafe.ReplaceAllString(strings.ToLower(t.Name()), "_")
+	if len(n) > 24 {
+		n = n[len(n)-24:]
+	}
+	return strings.Trim(prefix+"_"+n, "_") + "_" + hex.EncodeToString(b)
+}
+
+func env(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
