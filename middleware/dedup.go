@@ -1,0 +1,119 @@
+package middleware
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/b2131a45/eventkit/events"
+)
+
+// DeduplicateConfig configures Deduplicate. The zero value is the default.
+type DeduplicateConfig struct {
+	// InTx runs the handler inside the inbox claim's transaction, exposed by
+	// TxFromContext: the handler's writes, the inbox row and any outbox
+	// events added with the transaction commit together when the handler
+	// returns nil and roll back together when it fails. It needs a store
+	// with transactions (a SQLInbox). Defaults to false.
+	InTx bool
+	// Logger receives a debug line per duplicate. Defaults to
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Deduplicate drops messages whose event the handler already handled. See
+// NewDeduplicate.
+type Deduplicate struct {
+	store InboxStore
+	cfg   DeduplicateConfig
+	dups  atomic.Int64
+}
+
+// NewDeduplicate returns the Deduplicate middleware over store. For each
+// message it claims the key (handler name from message.HandlerNameFromCtx,
+// event id from the event_id header, else the message UUID) and:
+//
+//   - if the key is recorded, acks the message without calling the handler
+//     (and without producing messages) and counts a duplicate;
+//   - otherwise runs the handler and records the key only if the handler
+//     returned nil (the claim is committed); on an error or a panic the
+//     claim is rolled back, so a failed attempt is retried, never swallowed;
+//   - while another delivery of the same event holds the claim, waits for
+//     it (two deliveries never run the handler at once).
+//
+// Without InTx the handler's effects and the inbox row are not atomic: a
+// crash between them runs the handler again (at-least-once effect, as for
+// any external side effect). With InTx and a SQL store they are one
+// transaction: exactly-once effect for writes made through TxFromContext.
+//
+// A message without handler name or event id, or with one too long to
+// store, fails with a permanent error. NewDeduplicate returns an error if
+// store is nil, or InTx is set with a MemoryInbox.
+func NewDeduplicate(store InboxStore, cfg DeduplicateConfig) (*Deduplicate, error) {
+	if store == nil {
+		return nil, errors.New("middleware: Deduplicate inbox store is nil")
+	}
+	if _, mem := store.(*MemoryInbox); mem && cfg.InTx {
+		return nil, errors.New("middleware: DeduplicateConfig.InTx needs a SQL inbox store, not a MemoryInbox")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Deduplicate{store: store, cfg: cfg}, nil
+}
+
+// Duplicates returns how many messages were dropped as duplicates.
+func (d *Deduplicate) Duplicates() int64 { return d.dups.Load() }
+
+// Store returns the inbox store.
+func (d *Deduplicate) Store() InboxStore { return d.store }
+
+// Middleware is the message.HandlerMiddleware.
+func (d *Deduplicate) Middleware(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) (out []*message.Message, err error) {
+		ctx := msg.Context()
+		key := InboxKey{Handler: message.HandlerNameFromCtx(ctx), EventID: msg.Metadata.Get(events.KeyEventID)}
+		if key.EventID == "" {
+			key.EventID = msg.UUID
+		}
+		claim, err := d.store.Claim(ctx, key)
+		if errors.Is(err, ErrDuplicate) {
+			d.dups.Add(1)
+			d.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "eventkit: duplicate dropped", attrsOf(msg)...)
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err // a timed-out wait included: Retry and PoisonQueue tell shutdown apart
+		}
+		committed := false
+		defer func() {
+			if committed {
+				return
+			}
+			if rbErr := claim.Rollback(); rbErr != nil {
+				d.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "eventkit: inbox rollback failed",
+					append(attrsOf(msg), slog.String("error", rbErr.Error()))...)
+			}
+		}()
+		if d.cfg.InTx {
+			tx := claim.Tx()
+			if tx == nil {
+				return nil, fmt.Errorf("middleware: DeduplicateConfig.InTx is set but the inbox store %T gave no transaction", d.store)
+			}
+			msg.SetContext(ContextWithTx(ctx, tx))
+			defer msg.SetContext(ctx)
+		}
+		out, err = h(msg)
+		if err != nil {
+			return nil, err
+		}
+		if err := claim.Commit(ctx); err != nil {
+			return nil, err
+		}
+		committed = true
+		return out, nil
+	}
+}

@@ -1,0 +1,165 @@
+package middleware
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// RedeliveryMarginDefault is the default DefaultConfig.RedeliveryMargin.
+const RedeliveryMarginDefault = time.Hour
+
+// DefaultConfig configures the chain Default returns. Publisher and Inbox
+// are required; the zero value of every other field is its documented
+// default.
+type DefaultConfig struct {
+	// Publisher publishes dead letters. Required.
+	Publisher message.Publisher
+	// Inbox records handled events. Required: a SQLInbox in production, a
+	// MemoryInbox in tests.
+	Inbox InboxStore
+	// InTx runs handlers inside the inbox transaction (DeduplicateConfig.InTx).
+	InTx bool
+	// Subscribers initialises dead-letter topics for DeadLetterGroup
+	// (PoisonQueueConfig.Subscribers); set it on AMQP.
+	Subscribers SubscriberFactory
+	// DeadLetterGroup is PoisonQueueConfig.Group. Defaults to
+	// DeadLetterGroupDefault.
+	DeadLetterGroup string
+	// DeadLetterTopic is PoisonQueueConfig.Topic. Defaults to
+	// DeadLetterTopic (topic + ".dlq").
+	DeadLetterTopic func(topic string) string
+	// Retry is the retry policy; its zero value is the default policy.
+	Retry RetryConfig
+	// Timeout bounds each attempt. Defaults to TimeoutDefault; -1 disables
+	// it.
+	Timeout time.Duration
+	// RedeliveryMargin is how much longer than the retry horizon the inbox
+	// must remember handled events, to cover redeliveries after a crash or a
+	// rebalance and replays. Defaults to RedeliveryMarginDefault; -1 means
+	// none.
+	RedeliveryMargin time.Duration
+	// Logger is used by every middleware of the chain whose own config has
+	// no logger, and is the base of LoggerFromContext. Defaults to
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+func (c DefaultConfig) withDefaults() DefaultConfig {
+	if c.Timeout == 0 {
+		c.Timeout = TimeoutDefault
+	}
+	if c.RedeliveryMargin == 0 {
+		c.RedeliveryMargin = RedeliveryMarginDefault
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Retry.Logger == nil {
+		c.Retry.Logger = c.Logger
+	}
+	return c
+}
+
+func (c DefaultConfig) validate() error {
+	switch {
+	case c.Publisher == nil:
+		return errors.New("middleware: DefaultConfig.Publisher is required (dead letters are published with it)")
+	case c.Inbox == nil:
+		return errors.New("middleware: DefaultConfig.Inbox is required")
+	case c.Timeout < 0 && c.Timeout != -1:
+		return fmt.Errorf("middleware: DefaultConfig.Timeout must be positive or -1, got %s", c.Timeout)
+	case c.RedeliveryMargin < 0 && c.RedeliveryMargin != -1:
+		return fmt.Errorf("middleware: DefaultConfig.RedeliveryMargin must be positive or -1, got %s", c.RedeliveryMargin)
+	}
+	return nil
+}
+
+// Chain is the middleware chain of Default, with each part exposed for its
+// counters.
+type Chain struct {
+	Correlation *Correlation
+	PoisonQueue *PoisonQueue
+	Retry       *Retry
+	Deduplicate *Deduplicate
+
+	timeout time.Duration
+}
+
+// Default returns the recommended consumer chain, validated. Add it with
+// router.AddMiddleware(chain.Middlewares()...) (or to one handler). The
+// order, outermost first, is
+//
+//	Recover → Correlation → PoisonQueue → Retry → Timeout → Deduplicate → Recover → handler
+//
+// and it matters (watermill#645): PoisonQueue wraps Retry, so a message is
+// dead-lettered only after retries are spent; Timeout sits below Retry, so
+// each attempt has its own deadline; Deduplicate is below both, so each
+// attempt claims the inbox afresh and a failed attempt leaves no key; the
+// inner Recover turns a handler panic into an error that is rolled back,
+// retried and dead-lettered with ReasonPanic; the outer Recover turns a
+// panic in the chain itself into a nack.
+//
+// Default fails, naming the field, when a part's config is invalid, and
+// when the inbox would forget an event before its redeliveries can end:
+// Inbox.Retention() must be at least the retry horizon (Retry.Horizon with
+// Timeout) plus RedeliveryMargin.
+func Default(cfg DefaultConfig) (*Chain, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	corr, err := NewCorrelation(CorrelationConfig{Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	pq, err := NewPoisonQueue(cfg.Publisher, PoisonQueueConfig{
+		Topic:       cfg.DeadLetterTopic,
+		Subscribers: cfg.Subscribers,
+		Group:       cfg.DeadLetterGroup,
+		Logger:      cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	retry, err := NewRetry(cfg.Retry)
+	if err != nil {
+		return nil, err
+	}
+	dedup, err := NewDeduplicate(cfg.Inbox, DeduplicateConfig{InTx: cfg.InTx, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	timeout := max(cfg.Timeout, 0)
+	margin := max(cfg.RedeliveryMargin, 0)
+	horizon := retry.Horizon(timeout)
+	if need := horizon + margin; cfg.Inbox.Retention() < need {
+		return nil, fmt.Errorf("middleware: inbox retention %s is shorter than the retry horizon %s plus DefaultConfig.RedeliveryMargin %s: "+
+			"a redelivered event could be handled twice; raise InboxConfig.Retention to at least %s or shorten the retry policy",
+			cfg.Inbox.Retention(), horizon, margin, need)
+	}
+	return &Chain{Correlation: corr, PoisonQueue: pq, Retry: retry, Deduplicate: dedup, timeout: timeout}, nil
+}
+
+// Middlewares returns the chain, outermost first, for router.AddMiddleware
+// or Handler.AddMiddleware.
+func (c *Chain) Middlewares() []message.HandlerMiddleware {
+	return []message.HandlerMiddleware{
+		Recover,
+		c.Correlation.Middleware,
+		c.PoisonQueue.Middleware,
+		c.Retry.Middleware,
+		Timeout(c.timeout),
+		c.Deduplicate.Middleware,
+		Recover,
+	}
+}
+
+// Duplicates returns how many duplicates the chain dropped.
+func (c *Chain) Duplicates() int64 { return c.Deduplicate.Duplicates() }
+
+// DeadLettered returns how many messages the chain dead-lettered.
+func (c *Chain) DeadLettered() int64 { return c.PoisonQueue.DeadLettered() }

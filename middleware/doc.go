@@ -1,0 +1,77 @@
+// Package middleware is eventkit's consumer side: Watermill router
+// middleware that propagates correlation, retries with backoff, parks poison
+// messages in a dead-letter topic, and deduplicates with a durable inbox, so
+// that handlers are effectively idempotent.
+//
+// Watermill's package of the same name is imported as wmmiddleware where
+// both are needed.
+//
+// # The chain
+//
+// Default returns the whole chain in the only order that works, outermost
+// first:
+//
+//	Recover → Correlation → PoisonQueue → Retry → Timeout → Deduplicate → Recover → handler
+//
+//	chain, err := middleware.Default(middleware.DefaultConfig{
+//		Publisher: transport.Publisher(),   // dead letters
+//		Inbox:     inbox,                   // middleware.NewPostgresInbox(db, …)
+//		InTx:      true,
+//	})
+//	router.AddMiddleware(chain.Middlewares()...)
+//
+// Each middleware also stands alone (NewCorrelation, NewRetry,
+// NewPoisonQueue, NewDeduplicate, Recover, Timeout) for other orders, but
+// PoisonQueue must wrap Retry (watermill#645) and Timeout must be below it.
+//
+// # Guarantees
+//
+// Delivery is at-least-once from the transport to the handler; duplicates
+// on the wire are dropped by the inbox. In detail:
+//
+//   - A message is acked only when the handler succeeded, it was a
+//     duplicate, or its dead letter was published. Otherwise it is nacked and
+//     the transport redelivers it; no path drops a message.
+//   - A handler error is retried in-process (Retry) with exponential backoff
+//     and jitter, holding the message, up to MaxAttempts and MaxElapsed.
+//     Permanent errors (Permanent, events.IsPermanent: unknown event,
+//     unsupported version, undecodable payload) are not retried.
+//   - When retries are spent or the error is permanent, the message goes to
+//     the dead-letter topic (<topic>.dlq) with dlq_reason, dlq_error,
+//     dlq_attempts, dlq_original_topic, dlq_handler and dlq_failed_at,
+//     keeping its UUID, payload and envelope; then it is acked. If the
+//     dead-letter publish fails, the message is nacked.
+//   - Shutdown (or a rebalance) ends the message context: Retry stops at
+//     once and the message is nacked, never dead-lettered (ErrInterrupted).
+//   - A panic in the handler is an error (*PanicError, with its stack):
+//     rolled back, retried, dead-lettered with ReasonPanic. A panic in the
+//     chain itself is recovered outermost and nacks the message.
+//   - The inbox records (handler, event id) only after the handler
+//     succeeded; two deliveries of one event never run the handler at the
+//     same time. In InTx mode the handler's writes (TxFromContext), its inbox
+//     row and the outbox events it adds in that transaction commit or roll
+//     back together: the effect happens exactly once. Without InTx the
+//     effect is at-least-once across crashes, exactly-once otherwise.
+//   - Keys are kept for the inbox retention and purged in bounded batches by
+//     a Purger; Default refuses a retention shorter than the retry horizon
+//     plus a redelivery margin.
+//   - Order: Retry holds the message, so the transport's order (per
+//     partition on Kafka, per queue on AMQP) is kept, at the cost of
+//     blocking the stream while a message is retried. A dead-lettered
+//     message leaves the stream; the ones behind it go on.
+//
+// # Dead letters
+//
+// DeadLetterFromMessage parses a dead letter; ListDLQ lists a dead-letter
+// topic and ReplayDLQ republishes selected dead letters to their original
+// topic with their original event id (see ReplayDLQ for how each transport
+// behaves). The attempt count is visible to handlers (AttemptFromContext)
+// and recorded in dlq_attempts; it counts attempts within one delivery.
+//
+// # Logging
+//
+// Middlewares log with *slog.Logger and the attributes event_id,
+// event_name, correlation_id and handler. Payloads and other metadata are
+// never logged. Handlers get the same attributes with LoggerFromContext, or
+// on their own logger through NewLogHandler.
+package middleware

@@ -1,0 +1,113 @@
+package middleware
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Inbox defaults, used for the zero value of each InboxConfig field.
+const (
+	InboxTableDefault     = "eventkit_inbox"
+	InboxRetentionDefault = 7 * 24 * time.Hour
+)
+
+// Limits on the parts of an inbox key; longer ones are rejected with a
+// permanent error (they cannot be stored, so the message cannot be
+// deduplicated).
+const (
+	MaxHandlerNameBytes = 200
+	MaxEventIDBytes     = 255
+)
+
+// ErrDuplicate is returned by InboxStore.Claim when the key was recorded
+// before: the handler already handled the event.
+var ErrDuplicate = errors.New("middleware: event already handled")
+
+// InboxKey identifies one handling: a handler (consumer group) and an event.
+type InboxKey struct {
+	Handler string
+	EventID string
+}
+
+func (k InboxKey) validate() error {
+	switch {
+	case k.Handler == "":
+		return errors.New("middleware: inbox key has no handler name")
+	case k.EventID == "":
+		return errors.New("middleware: inbox key has no event id")
+	case len(k.Handler) > MaxHandlerNameBytes:
+		return fmt.Errorf("middleware: handler name is longer than %d bytes", MaxHandlerNameBytes)
+	case len(k.EventID) > MaxEventIDBytes:
+		return fmt.Errorf("middleware: event id is longer than %d bytes", MaxEventIDBytes)
+	}
+	return nil
+}
+
+// InboxStore is the durable inbox behind Deduplicate: the set of keys whose
+// handling succeeded, kept for Retention. Implementations must be safe for
+// concurrent use.
+type InboxStore interface {
+	// Claim starts handling key. It returns ErrDuplicate if key was
+	// recorded. While a claim on key is open, a second Claim of the same key
+	// waits until the first one is committed (then ErrDuplicate) or rolled
+	// back (then it gets the claim), or until ctx ends.
+	Claim(ctx context.Context, key InboxKey) (InboxClaim, error)
+	// Purge deletes at most limit keys recorded before cutoff and returns how
+	// many it deleted.
+	Purge(ctx context.Context, cutoff time.Time, limit int) (int64, error)
+	// Retention is how long a recorded key is kept: duplicates that arrive
+	// later are not recognised.
+	Retention() time.Duration
+}
+
+// InboxClaim is an open claim on an inbox key.
+type InboxClaim interface {
+	// Tx is the claim's database transaction, or nil for a store without
+	// one. The inbox row is written in it; Commit commits it.
+	Tx() *sql.Tx
+	// Commit records the key: later claims get ErrDuplicate.
+	Commit(ctx context.Context) error
+	// Rollback releases the claim without recording the key. It is safe to
+	// call after Commit, where it does nothing.
+	Rollback() error
+}
+
+// InboxConfig configures an inbox store. The zero value of every field is its
+// documented default.
+type InboxConfig struct {
+	// Table is the name of the inbox table (SQL stores): 1 to 48 of
+	// [a-z0-9_], starting with a letter or '_'. Defaults to
+	// InboxTableDefault.
+	Table string
+	// Retention is how long recorded keys are kept before Purge may delete
+	// them. It must outlast every redelivery of a handled event: the retry
+	// horizon (Default checks it), transport redeliveries, and DLQ replays.
+	// Defaults to InboxRetentionDefault.
+	Retention time.Duration
+}
+
+var validTable = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,47}$`)
+
+func (c InboxConfig) withDefaults() InboxConfig {
+	if c.Table == "" {
+		c.Table = InboxTableDefault
+	}
+	if c.Retention == 0 {
+		c.Retention = InboxRetentionDefault
+	}
+	return c
+}
+
+func (c InboxConfig) validate() error {
+	if !validTable.MatchString(c.Table) {
+		return fmt.Errorf("middleware: InboxConfig.Table %q is invalid: use 1 to 48 of [a-z0-9_], starting with a letter or '_'", c.Table)
+	}
+	if c.Retention < 0 {
+		return fmt.Errorf("middleware: InboxConfig.Retention must be positive, got %s", c.Retention)
+	}
+	return nil
+}
