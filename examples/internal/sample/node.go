@@ -1,0 +1,188 @@
+package sample
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/b2131a45/eventkit/cqrs"
+	"github.com/b2131a45/eventkit/events"
+	"github.com/b2131a45/eventkit/forwarder"
+	"github.com/b2131a45/eventkit/middleware"
+	"github.com/b2131a45/eventkit/transports"
+)
+
+// NodeConfig configures a Node. Name, DB, Transport and Registry are required.
+type NodeConfig struct {
+	// Name is the service name: the events' source, and the prefix of its
+	// outbox and inbox tables.
+	Name      string
+	DB        *sql.DB
+	Transport *transports.Transport
+	Registry  *events.Registry
+	// RelayPublisher, if set, is what the relay publishes with instead of
+	// Transport.Publisher() (the quickstart wraps it to show a duplicate).
+	RelayPublisher message.Publisher
+	// Logger receives the library logs. Defaults to discarding.
+	Logger *slog.Logger
+}
+
+// Node is what every sample service wires the same way: an outbox in its
+// database with a relay to the transport, and a router whose handlers run
+// behind middleware.Default with an inbox in the same database, in InTx
+// mode (the handler's writes, its inbox row and the events it adds to the
+// outbox commit together).
+type Node struct {
+	Name      string
+	DB        *sql.DB
+	Dialect   forwarder.Dialect
+	Outbox    *forwarder.Outbox
+	Inbox     *middleware.SQLInbox
+	Relay     *forwarder.Relay
+	Router    *message.Router
+	Chain     *middleware.Chain
+	Processor *cqrs.Processor
+	purger    *middleware.Purger
+}
+
+// NewNode creates the node's tables (idempotent) and wires it.
+func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
+	if cfg.Name == "" || cfg.DB == nil || cfg.Transport == nil || cfg.Registry == nil {
+		return nil, errors.New("sample: NodeConfig needs Name, DB, Transport and Registry")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{Name: cfg.Name, DB: cfg.DB}
+	var err error
+	n.Outbox, err = forwarder.NewOutbox(cfg.DB, forwarder.OutboxConfig{
+		Registry: cfg.Registry, Source: cfg.Name, Name: cfg.Name + "_outbox", Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := n.Outbox.Setup(ctx); err != nil {
+		return nil, fmt.Errorf("%s outbox: %w", cfg.Name, err)
+	}
+	n.Dialect = n.Outbox.Dialect()
+	inboxCfg := middleware.InboxConfig{Table: cfg.Name + "_inbox"}
+	switch n.Dialect {
+	case forwarder.Postgres:
+		n.Inbox, err = middleware.NewPostgresInbox(cfg.DB, inboxCfg)
+	case forwarder.MySQL:
+		n.Inbox, err = middleware.NewMySQLInbox(cfg.DB, inboxCfg)
+	default:
+		n.Inbox, err = middleware.NewSQLiteInbox(cfg.DB, inboxCfg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := n.Inbox.Setup(ctx); err != nil {
+		return nil, fmt.Errorf("%s inbox: %w", cfg.Name, err)
+	}
+	if n.purger, err = middleware.NewPurger(n.Inbox, middleware.PurgerConfig{}); err != nil {
+		return nil, err
+	}
+	relayPub := cfg.RelayPublisher
+	if relayPub == nil {
+		relayPub = cfg.Transport.Publisher()
+	}
+	if n.Relay, err = forwarder.NewRelay(n.Outbox, relayPub, forwarder.RelayConfig{Logger: cfg.Logger}); err != nil {
+		return nil, err
+	}
+	if n.Router, err = message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NewSlogLogger(cfg.Logger)); err != nil {
+		return nil, err
+	}
+	n.Chain, err = middleware.Default(middleware.DefaultConfig{
+		Publisher:   cfg.Transport.Publisher(),
+		Inbox:       n.Inbox,
+		InTx:        true,
+		Subscribers: cfg.Transport.Subscriber,
+		Retry:       middleware.RetryConfig{MaxAttempts: 3, InitialInterval: 50 * time.Millisecond},
+		Logger:      cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.Router.AddMiddleware(n.Chain.Middlewares()...)
+	n.Processor, err = cqrs.NewProcessor(n.Router, cfg.Transport.Subscriber, cqrs.ProcessorConfig{Registry: cfg.Registry, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// Run runs the relay, the router and the inbox purger until ctx ends, then
+// stops them gracefully. It returns the first error that stopped a part.
+func (n *Node) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- fmt.Errorf("%s %s: %w", n.Name, name, err)
+			}
+			cancel() // one part stopping stops the node
+		}()
+	}
+	run("relay", n.Relay.Run)
+	run("inbox purger", n.purger.Run)
+	run("router", n.Router.Run)
+	<-ctx.Done()
+	if err := n.Router.Close(); err != nil {
+		errs <- fmt.Errorf("%s router: %w", n.Name, err)
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// Publish adds events to the node's outbox in the transaction of the
+// handler being run (middleware.TxFromContext), so they are relayed only if
+// the handler's transaction commits.
+func (n *Node) Publish(ctx context.Context, evts ...any) error {
+	tx, ok := middleware.TxFromContext(ctx)
+	if !ok {
+		return errors.New("sample: Publish outside an InTx handler")
+	}
+	return n.Outbox.Add(ctx, tx, evts...)
+}
+
+// Q rewrites a query written with ? placeholders for the node's dialect.
+func (n *Node) Q(query string) string {
+	if n.Dialect != forwarder.Postgres {
+		return query
+	}
+	var b strings.Builder
+	arg := 0
+	for _, r := range query {
+		if r == '?' {
+			arg++
+			fmt.Fprintf(&b, "$%d", arg)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// Exec runs query (with ? placeholders) in the handler's transaction.
+func (n *Node) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	tx, ok := middleware.TxFromContext(ctx)
+	if !ok {
+		return nil, errors.New("sample: Exec outside an InTx handler")
+	}
+	return tx.ExecContext(ctx, n.Q(query), args...)
+}

@@ -1,0 +1,163 @@
+package sample
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/b2131a45/eventkit/cqrs"
+	"github.com/b2131a45/eventkit/events"
+	"github.com/b2131a45/eventkit/forwarder"
+	"github.com/b2131a45/eventkit/middleware"
+)
+
+// ErrUnknownSKU is the inventory's permanent error for a product it does not
+// sell: retrying cannot help, so the event goes to the dead-letter queue.
+var ErrUnknownSKU = errors.New("unknown SKU")
+
+// Hook, if set on a service, is called for every event the service handled,
+// inside the handler's transaction, with the handled event's envelope.
+type Hook func(service string, env events.Envelope)
+
+func (h Hook) call(ctx context.Context, service string) {
+	if h == nil {
+		return
+	}
+	if env, ok := events.EnvelopeFromContext(ctx); ok {
+		h(service, env)
+	}
+}
+
+// Orders places orders (writing the order and OrderCreated in one
+// transaction) and marks them paid on PaymentProcessed.
+type Orders struct {
+	*Node
+	Hook Hook
+}
+
+// Setup creates the orders table.
+func (o *Orders) Setup(ctx context.Context) error {
+	_, err := o.DB.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS orders (
+		id VARCHAR(64) PRIMARY KEY, customer_email VARCHAR(255) NOT NULL,
+		total_cents BIGINT NOT NULL, status VARCHAR(16) NOT NULL)`)
+	if err != nil {
+		return fmt.Errorf("orders schema: %w", err)
+	}
+	return o.Processor.AddHandlers(cqrs.NewHandler("orders.mark-paid", o.markPaid))
+}
+
+// Place writes the order and its OrderCreated event in one transaction
+// (seed: CreateOrderCommandHandler with IIntegrationEventOutbox). ctx may
+// carry a correlation id (events.WithCorrelationID).
+func (o *Orders) Place(ctx context.Context, e OrderCreated) error {
+	tx, err := o.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, o.Q(`INSERT INTO orders (id, customer_email, total_cents, status) VALUES (?, ?, ?, 'created')`),
+		e.OrderID, e.CustomerEmail, e.TotalCents); err != nil {
+		return fmt.Errorf("insert order: %w", err)
+	}
+	if err := o.Outbox.Add(ctx, tx, e); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Status returns an order's status.
+func (o *Orders) Status(ctx context.Context, id string) (string, error) {
+	var s string
+	err := o.DB.QueryRowContext(ctx, o.Q(`SELECT status FROM orders WHERE id = ?`), id).Scan(&s)
+	return s, err
+}
+
+func (o *Orders) markPaid(ctx context.Context, e *PaymentProcessed) error {
+	o.Hook.call(ctx, "orders")
+	_, err := o.Exec(ctx, `UPDATE orders SET status = 'paid' WHERE id = ?`, e.OrderID)
+	return err
+}
+
+// Inventory reserves stock for new orders and publishes StockReserved.
+type Inventory struct {
+	*Node
+	Hook Hook
+}
+
+// Setup creates the stock tables and stocks the given SKUs.
+func (i *Inventory) Setup(ctx context.Context, stock map[string]int) error {
+	for _, ddl := range []string{
+		`CREATE TABLE IF NOT EXISTS stock (sku VARCHAR(64) PRIMARY KEY, available INT NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS reservations (order_id VARCHAR(64) NOT NULL, sku VARCHAR(64) NOT NULL, quantity INT NOT NULL, PRIMARY KEY (order_id, sku))`,
+	} {
+		if _, err := i.DB.ExecContext(ctx, ddl); err != nil {
+			return fmt.Errorf("inventory schema: %w", err)
+		}
+	}
+	upsert := `INSERT INTO stock (sku, available) VALUES (?, ?) ON CONFLICT (sku) DO UPDATE SET available = excluded.available`
+	if i.Dialect == forwarder.MySQL {
+		upsert = `INSERT INTO stock (sku, available) VALUES (?, ?) ON DUPLICATE KEY UPDATE available = VALUES(available)`
+	}
+	for sku, n := range stock {
+		if _, err := i.DB.ExecContext(ctx, i.Q(upsert), sku, n); err != nil {
+			return fmt.Errorf("stock %s: %w", sku, err)
+		}
+	}
+	return i.Processor.AddHandlers(cqrs.NewHandler("inventory.reserve-stock", i.reserve))
+}
+
+// Available returns the stock of a SKU.
+func (i *Inventory) Available(ctx context.Context, sku string) (int, error) {
+	var n int
+	err := i.DB.QueryRowContext(ctx, i.Q(`SELECT available FROM stock WHERE sku = ?`), sku).Scan(&n)
+	return n, err
+}
+
+func (i *Inventory) reserve(ctx context.Context, e *OrderCreated) error {
+	i.Hook.call(ctx, "inventory")
+	for _, it := range e.Items {
+		res, err := i.Exec(ctx, `UPDATE stock SET available = available - ? WHERE sku = ? AND available >= ?`, it.Quantity, it.SKU, it.Quantity)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return middleware.Permanent(fmt.Errorf("%w %q (or not enough stock) in order %s", ErrUnknownSKU, it.SKU, e.OrderID))
+		}
+		if _, err := i.Exec(ctx, `INSERT INTO reservations (order_id, sku, quantity) VALUES (?, ?, ?)`, e.OrderID, it.SKU, it.Quantity); err != nil {
+			return err
+		}
+	}
+	return i.Publish(ctx, StockReserved{OrderID: e.OrderID, TotalCents: e.TotalCents})
+}
+
+// Payments charges orders whose stock is reserved and publishes
+// PaymentProcessed.
+type Payments struct {
+	*Node
+	Hook Hook
+}
+
+// Setup creates the payments table.
+func (p *Payments) Setup(ctx context.Context) error {
+	_, err := p.DB.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS payments (
+		id VARCHAR(64) PRIMARY KEY, order_id VARCHAR(64) NOT NULL UNIQUE,
+		amount_cents BIGINT NOT NULL, status VARCHAR(16) NOT NULL)`)
+	if err != nil {
+		return fmt.Errorf("payments schema: %w", err)
+	}
+	return p.Processor.AddHandlers(cqrs.NewHandler("payments.charge", p.charge))
+}
+
+func (p *Payments) charge(ctx context.Context, e *StockReserved) error {
+	p.Hook.call(ctx, "payments")
+	id, err := events.NewID()
+	if err != nil {
+		return err
+	}
+	if _, err := p.Exec(ctx, `INSERT INTO payments (id, order_id, amount_cents, status) VALUES (?, ?, ?, 'approved')`, id, e.OrderID, e.TotalCents); err != nil {
+		return err
+	}
+	return p.Publish(ctx, PaymentProcessed{PaymentID: id, OrderID: e.OrderID, AmountCents: e.TotalCents, Status: "approved"})
+}
