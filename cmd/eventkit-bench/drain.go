@@ -1,0 +1,447 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill"
+	wmamqp "github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
+	wmkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	wmforwarder "github.com/ThreeDotsLabs/watermill/components/forwarder"
+	"github.com/ThreeDotsLabs/watermill/message"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/b2131a45/eventkit/cmd/eventkit-bench/internal/brokers"
+	"github.com/b2131a45/eventkit/cqrs"
+	"github.com/b2131a45/eventkit/forwarder"
+)
+
+// fill creates the outbox name and commits n events to it, 500 per
+// transaction, all bound for topic.
+func (b *bench) fill(ctx context.Context, name, topic string, n int) (*forwarder.Outbox, error) {
+	ob, err := forwarder.NewOutbox(b.db, forwarder.OutboxConfig{
+		Dialect: forwarder.Postgres, Registry: b.reg, Source: "bench", Name: name,
+		Topic: func(string) string { return topic },
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := ob.Setup(ctx); err != nil {
+		return nil, err
+	}
+	for i := 0; i < n; i += 500 {
+		tx, err := b.db.BeginTx(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		evts := make([]any, 0, 500)
+		for j := i; j < min(i+500, n); j++ {
+			evts = append(evts, event(j))
+		}
+		if err := ob.Add(ctx, tx, evts...); err != nil {
+			_ = tx.Rollback()
+			return nil, err
+		}
+		if err := tx.Commit(); err != nil {
+			return nil, err
+		}
+	}
+	// Fresh statistics, as an outbox that has been running would have.
+	if _, err := b.db.ExecContext(ctx, `ANALYZE "`+ob.Table()+`"`); err != nil {
+		return nil, err
+	}
+	return ob, nil
+}
+
+func event(i int) BenchEvent {
+	return BenchEvent{
+		OrderID:  fmt.Sprintf("order-%d", i%97),
+		Customer: fmt.Sprintf("customer-%d@example.com", i%1000),
+		Total:    1000 + i%5000,
+		Seq:      i,
+		Items:    []string{"sku-1", "sku-2", "sku-3"},
+	}
+}
+
+func (b *bench) drop(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, q := range []string{
+		`DROP TABLE IF EXISTS "watermill_` + name + `"`,
+		`DROP TABLE IF EXISTS "watermill_offsets_` + name + `"`,
+		`DROP FUNCTION IF EXISTS "watermill_` + name + `_notify"()`,
+	} {
+		_, _ = b.db.ExecContext(ctx, q)
+	}
+}
+
+// drainer starts relaying ob to the broker and returns how to stop it.
+type drainer struct {
+	label string
+	start func(ctx context.Context, ob *forwarder.Outbox) (stop func(), err error)
+	// done reports whether every row was confirmed and marked.
+	done func(ctx context.Context, ob *forwarder.Outbox) (bool, error)
+}
+
+// eventkitDrainer runs a Relay with pub.
+func (b *bench) eventkitDrainer(label string, pub func() (message.Publisher, error)) drainer {
+	return drainer{
+		label: label,
+		start: func(ctx context.Context, ob *forwarder.Outbox) (func(), error) {
+			p, err := pub()
+			if err != nil {
+				return nil, err
+			}
+			relay, err := forwarder.NewRelay(ob, p, forwarder.RelayConfig{BatchSize: b.o.batch, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				return nil, err
+			}
+			rctx, cancel := context.WithCancel(ctx)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_ = relay.Run(rctx)
+			}()
+			return func() {
+				cancel()
+				<-done
+				_ = p.Close()
+			}, nil
+		},
+		done: func(ctx context.Context, ob *forwarder.Outbox) (bool, error) {
+			var pending bool
+			err := b.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM "`+ob.Table()+`" WHERE status = 0)`).Scan(&pending)
+			return !pending, err
+		},
+	}
+}
+
+// stockDrainer runs Watermill's forwarder over watermill-sql's default
+// PostgreSQL schema (a subscriber of topic ob.Name()) with pub.
+func (b *bench) stockDrainer(label string, pub func() (message.Publisher, error)) drainer {
+	return drainer{
+		label: label,
+		start: func(ctx context.Context, ob *forwarder.Outbox) (func(), error) {
+			p, err := pub()
+			if err != nil {
+				return nil, err
+			}
+			logger := watermill.NopLogger{}
+			sub, err := wmsql.NewSubscriber(wmsql.BeginnerFromStdSQL(b.db), wmsql.SubscriberConfig{
+				ConsumerGroup:    "bench",
+				SchemaAdapter:    wmsql.DefaultPostgreSQLSchema{},
+				OffsetsAdapter:   wmsql.DefaultPostgreSQLOffsetsAdapter{},
+				InitializeSchema: true,
+			}, logger)
+			if err != nil {
+				return nil, err
+			}
+			fwd, err := wmforwarder.NewForwarder(sub, p, logger, wmforwarder.Config{ForwarderTopic: ob.Name(), AckWhenCannotUnwrap: true})
+			if err != nil {
+				return nil, err
+			}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_ = fwd.Run(ctx)
+			}()
+			return func() {
+				_ = fwd.Close()
+				<-done
+				_ = sub.Close()
+				_ = p.Close()
+			}, nil
+		},
+		done: func(ctx context.Context, ob *forwarder.Outbox) (bool, error) {
+			var acked, last int64
+			err := b.db.QueryRowContext(ctx, `SELECT COALESCE((SELECT offset_acked FROM "watermill_offsets_`+ob.Name()+
+				`" WHERE consumer_group = 'bench'), -1), (SELECT COALESCE(MAX("offset"), 0) FROM "`+ob.Table()+`")`).Scan(&acked, &last)
+			if err != nil && strings.Contains(err.Error(), "does not exist") {
+				return false, nil // the offsets table is created when the forwarder subscribes
+			}
+			return acked >= last, err
+		},
+	}
+}
+
+// drainOnce fills an outbox with n events, drains it with d and returns
+// events/s. check, when set, verifies the broker got every event.
+func (b *bench) drainOnce(ctx context.Context, d drainer, topic string, n int, reset func() error, check func() (int, error)) (float64, error) {
+	name := b.name("drain")
+	defer b.drop(name)
+	ob, err := b.fill(ctx, name, topic, n)
+	if err != nil {
+		return 0, err
+	}
+	if reset != nil {
+		if err := reset(); err != nil {
+			return 0, err
+		}
+	}
+	began := time.Now()
+	stop, err := d.start(ctx, ob)
+	if err != nil {
+		return 0, err
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		ok, err := d.done(ctx, ob)
+		if err != nil {
+			stop()
+			return 0, err
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			stop()
+			return 0, fmt.Errorf("%s did not drain in time", d.label)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	elapsed := time.Since(began)
+	stop()
+	if check != nil {
+		// Without confirms the last messages may still be on their way.
+		var got int
+		for wait := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if got, err = check(); err != nil {
+				return 0, err
+			}
+			if got >= n || time.Now().After(wait) {
+				break
+			}
+		}
+		if got < n {
+			return 0, fmt.Errorf("%s: the broker has %d of %d events", d.label, got, n)
+		}
+	}
+	return float64(n) / elapsed.Seconds(), nil
+}
+
+// ---- RabbitMQ ----------------------------------------------------------------
+
+type rabbit struct {
+	conn *amqp.Connection
+	ch   *amqp.Channel
+}
+
+func dialRabbit(url string) (*rabbit, error) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return nil, fmt.Errorf("RabbitMQ: %w", err)
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return &rabbit{conn: conn, ch: ch}, nil
+}
+
+func (r *rabbit) close() { _ = r.conn.Close() }
+
+func (r *rabbit) declare(queue string, args amqp.Table) error {
+	_, err := r.ch.QueueDeclare(queue, true, false, false, false, args)
+	return err
+}
+
+func (r *rabbit) purge(queue string) error {
+	_, err := r.ch.QueuePurge(queue, false)
+	return err
+}
+
+func (r *rabbit) count(queue string) (int, error) {
+	q, err := r.ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	return q.Messages, err
+}
+
+func stockAMQP(url string, confirm bool, pool int) func() (message.Publisher, error) {
+	return func() (message.Publisher, error) {
+		cfg := wmamqp.NewDurableQueueConfig(url)
+		cfg.Publish.ConfirmDelivery = confirm
+		cfg.Publish.ChannelPoolSize = pool
+		return wmamqp.NewPublisher(cfg, watermill.NopLogger{})
+	}
+}
+
+func eventkitAMQP(url string) func() (message.Publisher, error) {
+	return func() (message.Publisher, error) { return brokers.NewAMQP(url), nil }
+}
+
+func (b *bench) amqpDrain(ctx context.Context) error {
+	r, err := dialRabbit(b.o.amqpURL)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	topic := fmt.Sprintf("bench.amqp.%d", time.Now().UnixNano())
+	if err := r.declare(topic, nil); err != nil {
+		return err
+	}
+	defer func() { _, _ = r.ch.QueueDelete(topic, false, false, false) }()
+	reset := func() error { return r.purge(topic) }
+	check := func() (int, error) { return r.count(topic) }
+
+	drainers := []drainer{
+		b.eventkitDrainer("eventkit relay (pipelined confirms)", eventkitAMQP(b.o.amqpURL)),
+		b.stockDrainer("stock, confirms, ChannelPoolSize 1", stockAMQP(b.o.amqpURL, true, 1)),
+		b.stockDrainer("stock, confirms, default pool", stockAMQP(b.o.amqpURL, true, 0)),
+		b.stockDrainer("stock, no confirms, ChannelPoolSize 1", stockAMQP(b.o.amqpURL, false, 1)),
+		b.stockDrainer("stock, no confirms, default pool", stockAMQP(b.o.amqpURL, false, 0)),
+	}
+	results := map[string][]float64{}
+	var raw []float64
+	n := b.o.events
+	fmt.Printf("\n== PostgreSQL outbox → RabbitMQ, %d events, %d runs ==\n", n, b.o.runs)
+	for run := 0; run < b.o.runs; run++ {
+		for _, d := range drainers {
+			eps, err := b.drainOnce(ctx, d, topic, n, reset, check)
+			if err != nil {
+				return err
+			}
+			results[d.label] = append(results[d.label], eps)
+			fmt.Printf("  run %d  %-42s %8.0f events/s\n", run+1, d.label, eps)
+		}
+		eps, err := b.rawAMQP(topic, n, reset, check)
+		if err != nil {
+			return err
+		}
+		raw = append(raw, eps)
+		fmt.Printf("  run %d  %-42s %8.0f events/s\n", run+1, "raw pipelined confirms (ceiling)", eps)
+	}
+	ek := median(results[drainers[0].label])
+	bestConfirm := max(median(results[drainers[1].label]), median(results[drainers[2].label]))
+	bestNoConfirm := max(median(results[drainers[3].label]), median(results[drainers[4].label]))
+	ceiling := median(raw)
+	fmt.Printf("  medians:\n")
+	for _, d := range drainers {
+		fmt.Printf("    %-42s %8.0f events/s\n", d.label, median(results[d.label]))
+	}
+	fmt.Printf("    %-42s %8.0f events/s\n", "raw pipelined confirms (ceiling)", ceiling)
+	fmt.Printf("  eventkit / best stock with confirms:    %s (target ≥ 5×)   %s\n", ratio(ek, bestConfirm), pass(ek >= 5*bestConfirm))
+	fmt.Printf("  eventkit / best stock without confirms: %s (target ≥ 1.2×) %s\n", ratio(ek, bestNoConfirm), pass(ek >= 1.2*bestNoConfirm))
+	fmt.Printf("  eventkit / raw pipelined confirms:      %s (target ≥ 0.60×) %s\n", ratio(ek, ceiling), pass(ek >= 0.6*ceiling))
+	return nil
+}
+
+// rawAMQP publishes n events straight to RabbitMQ with pipelined confirms,
+// in calls of 1,000: no database, the ceiling of any relay.
+func (b *bench) rawAMQP(topic string, n int, reset func() error, check func() (int, error)) (float64, error) {
+	if err := reset(); err != nil {
+		return 0, err
+	}
+	bus, msgs, err := b.messages(n)
+	if err != nil {
+		return 0, err
+	}
+	_ = bus
+	pub := brokers.NewAMQP(b.o.amqpURL)
+	defer pub.Close()
+	began := time.Now()
+	for i := 0; i < n; i += 1000 {
+		if err := pub.Publish(topic, msgs[i:min(i+1000, n)]...); err != nil {
+			return 0, err
+		}
+	}
+	elapsed := time.Since(began)
+	got, err := check()
+	if err != nil {
+		return 0, err
+	}
+	if got < n {
+		return 0, fmt.Errorf("raw: the broker has %d of %d events", got, n)
+	}
+	return float64(n) / elapsed.Seconds(), nil
+}
+
+// messages encodes n events as the outbox would.
+func (b *bench) messages(n int) (*cqrs.Bus, []*message.Message, error) {
+	bus, err := cqrs.NewBus(discard{}, cqrs.BusConfig{Registry: b.reg, Source: "bench"})
+	if err != nil {
+		return nil, nil, err
+	}
+	evts := make([]any, n)
+	for i := range evts {
+		evts[i] = event(i)
+	}
+	msgs, _, err := bus.Messages(context.Background(), evts...)
+	return bus, msgs, err
+}
+
+type discard struct{}
+
+func (discard) Publish(string, ...*message.Message) error { return nil }
+func (discard) Close() error                              { return nil }
+
+// ---- Kafka (kfake) -------------------------------------------------------------
+
+func (b *bench) kafkaDrain(ctx context.Context) error {
+	topic := "bench.kafka"
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topic))
+	if err != nil {
+		return err
+	}
+	defer cluster.Close()
+	addrs := cluster.ListenAddrs()
+
+	client, err := sarama.NewClient(addrs, sarama.NewConfig())
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	var base int
+	total := func() (int, error) {
+		sum := 0
+		for p := range int32(4) {
+			off, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+			if err != nil {
+				return 0, err
+			}
+			sum += int(off)
+		}
+		return sum, nil
+	}
+	reset := func() error {
+		var err error
+		base, err = total()
+		return err
+	}
+	check := func() (int, error) {
+		t, err := total()
+		return t - base, err
+	}
+
+	drainers := []drainer{
+		b.eventkitDrainer("eventkit relay (batched, acks=all)", func() (message.Publisher, error) { return brokers.NewKafka(addrs) }),
+		b.stockDrainer("stock forwarder + watermill-kafka", func() (message.Publisher, error) {
+			return wmkafka.NewPublisher(wmkafka.PublisherConfig{Brokers: addrs, Marshaler: wmkafka.DefaultMarshaler{}}, watermill.NopLogger{})
+		}),
+	}
+	results := map[string][]float64{}
+	n := b.o.events
+	fmt.Printf("\n== PostgreSQL outbox → Kafka (kfake, in process), %d events, %d runs ==\n", n, b.o.runs)
+	for run := 0; run < b.o.runs; run++ {
+		for _, d := range drainers {
+			eps, err := b.drainOnce(ctx, d, topic, n, reset, check)
+			if err != nil {
+				return err
+			}
+			results[d.label] = append(results[d.label], eps)
+			fmt.Printf("  run %d  %-42s %8.0f events/s\n", run+1, d.label, eps)
+		}
+	}
+	ek, stock := median(results[drainers[0].label]), median(results[drainers[1].label])
+	fmt.Printf("  medians: eventkit %.0f events/s, stock %.0f events/s\n", ek, stock)
+	fmt.Printf("  eventkit / stock forwarder: %s (target ≥ 2×) %s\n", ratio(ek, stock), pass(ek >= 2*stock))
+	return nil
+}
+
+var errTimeout = errors.New("timed out")
