@@ -1,0 +1,263 @@
+package sample
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/b2131a45/eventkit/events"
+	"github.com/b2131a45/eventkit/internal/dburl"
+	"github.com/b2131a45/eventkit/transports"
+)
+
+// ServiceConfig is what a sample service reads from its environment: the
+// broker and the database are the only wiring, so switching RabbitMQ ↔ Kafka
+// is one variable.
+type ServiceConfig struct {
+	// TransportURL is TRANSPORT_URL: amqp://…, kafka://…, mem:// (tests).
+	TransportURL string
+	// DatabaseURL is DATABASE_URL: postgres://…, mysql://…, sqlite:path.
+	DatabaseURL string
+	// HTTPAddr is HTTP_ADDR, the address to listen on. Defaults to ":8080".
+	HTTPAddr string
+	// Stock is STOCK, inventory only: "SKU-1=100,SKU-2=5". Defaults to
+	// "SKU-1=100,SKU-2=100".
+	Stock string
+	// Logger defaults to JSON logs on standard error.
+	Logger *slog.Logger
+	// Ready, if set, is called with the HTTP address once the service
+	// serves and consumes.
+	Ready func(addr string)
+}
+
+// ServiceConfigFromEnv reads a ServiceConfig from the environment.
+func ServiceConfigFromEnv() ServiceConfig {
+	return ServiceConfig{
+		TransportURL: os.Getenv("TRANSPORT_URL"),
+		DatabaseURL:  os.Getenv("DATABASE_URL"),
+		HTTPAddr:     os.Getenv("HTTP_ADDR"),
+		Stock:        os.Getenv("STOCK"),
+	}
+}
+
+func (c ServiceConfig) withDefaults() ServiceConfig {
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":8080"
+	}
+	if c.Stock == "" {
+		c.Stock = "SKU-1=100,SKU-2=100"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	return c
+}
+
+// RunOrders runs the orders service until ctx ends: POST /orders places an
+// order (order row + OrderCreated in one transaction), GET /orders/{id}
+// shows it, and PaymentProcessed marks it paid.
+func RunOrders(ctx context.Context, cfg ServiceConfig) error {
+	return serve(ctx, "orders", cfg, func(ctx context.Context, n *Node, mux *http.ServeMux) error {
+		o := &Orders{Node: n}
+		if err := o.Setup(ctx); err != nil {
+			return err
+		}
+		mux.HandleFunc("POST /orders", o.handlePlace)
+		mux.HandleFunc("GET /orders/{id}", o.handleGet)
+		return nil
+	})
+}
+
+// RunInventory runs the inventory service until ctx ends: it reserves stock
+// for OrderCreated and publishes StockReserved; GET /stock/{sku} shows stock.
+func RunInventory(ctx context.Context, cfg ServiceConfig) error {
+	stock, err := parseStock(cfg.withDefaults().Stock)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, "inventory", cfg, func(ctx context.Context, n *Node, mux *http.ServeMux) error {
+		i := &Inventory{Node: n}
+		if err := i.Setup(ctx, stock); err != nil {
+			return err
+		}
+		mux.HandleFunc("GET /stock/{sku}", func(w http.ResponseWriter, r *http.Request) {
+			n, err := i.Available(r.Context(), r.PathValue("sku"))
+			if err != nil {
+				httpError(w, http.StatusNotFound, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]any{"sku": r.PathValue("sku"), "available": n})
+		})
+		return nil
+	})
+}
+
+// RunPayments runs the payments service until ctx ends: it charges orders on
+// StockReserved and publishes PaymentProcessed.
+func RunPayments(ctx context.Context, cfg ServiceConfig) error {
+	return serve(ctx, "payments", cfg, func(ctx context.Context, n *Node, mux *http.ServeMux) error {
+		p := &Payments{Node: n}
+		return p.Setup(ctx)
+	})
+}
+
+// serve wires a Node from cfg, lets setup add handlers and routes, and runs
+// the node and the HTTP server (with GET /healthz) until ctx ends.
+func serve(ctx context.Context, name string, cfg ServiceConfig, setup func(context.Context, *Node, *http.ServeMux) error) error {
+	cfg = cfg.withDefaults()
+	if cfg.TransportURL == "" || cfg.DatabaseURL == "" {
+		return fmt.Errorf("%s: TRANSPORT_URL and DATABASE_URL are required", name)
+	}
+	db, err := dburl.Open(cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	defer db.Close()
+	t, err := transports.Open(ctx, cfg.TransportURL)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	defer t.Close()
+	reg, err := NewRegistry()
+	if err != nil {
+		return err
+	}
+	n, err := NewNode(ctx, NodeConfig{Name: name, DB: db, Transport: t, Registry: reg, Logger: cfg.Logger})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	if err := setup(ctx, n, mux); err != nil {
+		return err
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := db.PingContext(r.Context()); err != nil {
+			httpError(w, http.StatusServiceUnavailable, errors.New("database unreachable"))
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "service": name})
+	})
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		defer cancel()
+		if err := n.Run(ctx); err != nil {
+			errs <- err
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		defer cancel()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("%s http: %w", name, err)
+		}
+	}()
+	select {
+	case <-n.Router.Running():
+		cfg.Logger.Info("service running", slog.String("service", name), slog.String("addr", ln.Addr().String()), slog.String("transport", t.String()))
+		if cfg.Ready != nil {
+			cfg.Ready(ln.Addr().String())
+		}
+	case <-ctx.Done():
+	}
+	<-ctx.Done()
+	shutdown, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	_ = srv.Shutdown(shutdown)
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// placeRequest is the body of POST /orders.
+type placeRequest struct {
+	CustomerEmail string      `json:"customer_email"`
+	TotalCents    int64       `json:"total_cents"`
+	Items         []OrderItem `json:"items"`
+}
+
+func (o *Orders) handlePlace(w http.ResponseWriter, r *http.Request) {
+	var req placeRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		httpError(w, http.StatusBadRequest, fmt.Errorf("bad order: %w", err))
+		return
+	}
+	if req.CustomerEmail == "" || len(req.Items) == 0 || req.TotalCents < 0 {
+		httpError(w, http.StatusBadRequest, errors.New("bad order: customer_email, items and a total ≥ 0 are required"))
+		return
+	}
+	for _, it := range req.Items {
+		if it.SKU == "" || it.Quantity <= 0 {
+			httpError(w, http.StatusBadRequest, errors.New("bad order: every item needs a sku and a quantity > 0"))
+			return
+		}
+	}
+	id, err := events.NewID()
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, err)
+		return
+	}
+	correlation := r.Header.Get("X-Correlation-ID")
+	if correlation == "" {
+		correlation = "http-" + id
+	}
+	e := OrderCreated{OrderID: id, CustomerEmail: req.CustomerEmail, TotalCents: req.TotalCents, Items: req.Items}
+	if err := o.Place(events.WithCorrelationID(r.Context(), correlation), e); err != nil {
+		httpError(w, http.StatusInternalServerError, errors.New("could not place the order"))
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"order_id": id, "correlation_id": correlation, "status": "created"})
+}
+
+func (o *Orders) handleGet(w http.ResponseWriter, r *http.Request) {
+	status, err := o.Status(r.Context(), r.PathValue("id"))
+	if err != nil {
+		httpError(w, http.StatusNotFound, errors.New("no such order"))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"order_id": r.PathValue("id"), "status": status})
+}
+
+func parseStock(s string) (map[string]int, error) {
+	stock := map[string]int{}
+	for _, kv := range strings.Split(s, ",") {
+		sku, n, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		q, err := strconv.Atoi(n)
+		if !ok || sku == "" || err != nil || q < 0 {
+			return nil, fmt.Errorf("STOCK: %q is not SKU=quantity", kv)
+		}
+		stock[sku] = q
+	}
+	return stock, nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func httpError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}

@@ -1,0 +1,23 @@
+// Command inventory is the inventory sample service. It is wired only by TRANSPORT_URL
+// and DATABASE_URL (and HTTP_ADDR), so switching RabbitMQ ↔ Kafka is one
+// environment variable. See docker-compose.yml.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/b2131a45/eventkit/examples/internal/sample"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := sample.RunInventory(ctx, sample.ServiceConfigFromEnv()); err != nil {
+		fmt.Fprintln(os.Stderr, "inventory:", err)
+		os.Exit(1)
+	}
+}
