@@ -14,6 +14,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		os.Exit(sample.Healthcheck(os.Getenv("HTTP_ADDR")))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := sample.RunOrders(ctx, sample.ServiceConfigFromEnv()); err != nil {

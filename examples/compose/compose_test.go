@@ -1,0 +1,185 @@
+// Package compose checks docker-compose.yml and its Kafka override without a
+// Docker engine: every service builds or pulls, ports do not clash, every
+// URL points at a service that is started, healthy and listening there,
+// and dependencies start in order.
+package compose
+
+import (
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
+)
+
+const root = "../.."
+
+type service struct {
+	Image       string            `yaml:"image"`
+	Build       any               `yaml:"build"`
+	Command     []string          `yaml:"command"`
+	Entrypoint  []string          `yaml:"entrypoint"`
+	Environment map[string]string `yaml:"environment"`
+	Ports       []string          `yaml:"ports"`
+	Volumes     []string          `yaml:"volumes"`
+	Profiles    []string          `yaml:"profiles"`
+	DependsOn   map[string]struct {
+		Condition string `yaml:"condition"`
+	} `yaml:"depends_on"`
+	Healthcheck *struct {
+		Test []string `yaml:"test"`
+	} `yaml:"healthcheck"`
+}
+
+// load reads the compose files, merged as docker compose merges them
+// (mappings merge key by key, sequences and scalars are replaced).
+func load(t *testing.T, files ...string) map[string]service {
+	t.Helper()
+	var merged map[string]any
+	for _, f := range files {
+		raw, err := os.ReadFile(filepath.Join(root, f))
+		require.NoError(t, err)
+		var doc map[string]any
+		require.NoError(t, yaml.Unmarshal(raw, &doc), f)
+		merged = merge(merged, doc).(map[string]any)
+	}
+	out, err := yaml.Marshal(merged["services"])
+	require.NoError(t, err)
+	var services map[string]service
+	require.NoError(t, yaml.Unmarshal(out, &services))
+	return services
+}
+
+func merge(a, b any) any {
+	am, aok := a.(map[string]any)
+	bm, bok := b.(map[string]any)
+	if !aok || !bok {
+		return b
+	}
+	out := map[string]any{}
+	for k, v := range am {
+		out[k] = v
+	}
+	for k, v := range bm {
+		out[k] = merge(out[k], v)
+	}
+	return out
+}
+
+// containerPort returns the container side of a "host:container" mapping.
+func containerPort(mapping string) string {
+	parts := strings.Split(mapping, ":")
+	return parts[len(parts)-1]
+}
+
+var builtBinary = regexp.MustCompile(`\./(?:examples|cmd)/([a-z-]+)`)
+
+func TestComposeRabbitMQ(t *testing.T) {
+	t.Parallel()
+	check(t, load(t, "docker-compose.yml"), "rabbitmq")
+}
+
+func TestComposeKafkaOverride(t *testing.T) {
+	t.Parallel()
+	check(t, load(t, "docker-compose.yml", "docker-compose.kafka.yml"), "kafka")
+}
+
+func check(t *testing.T, services map[string]service, broker string) {
+	dockerfile, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
+	require.NoError(t, err)
+	built := map[string]bool{}
+	for _, m := range builtBinary.FindAllStringSubmatch(string(dockerfile), -1) {
+		built[m[1]] = true
+	}
+
+	hostPorts := map[string]string{}
+	for name, s := range services {
+		t.Run(name, func(t *testing.T) {
+			// Image or build, images pinned.
+			if s.Build == nil {
+				require.NotEmpty(t, s.Image, "neither image nor build")
+				assert.Regexp(t, `:[0-9][\w.-]*$`, s.Image, "image must be pinned to a version")
+			} else {
+				assert.Equal(t, ".", s.Build, "the services build from the one Dockerfile at the root")
+				bin := append(append([]string{}, s.Entrypoint...), s.Command...)
+				require.NotEmpty(t, bin, "a built service must say which binary it runs")
+				assert.True(t, built[strings.TrimPrefix(bin[0], "/app/")], "%s is not built by the Dockerfile", bin[0])
+			}
+			for _, p := range s.Ports {
+				host := strings.Split(p, ":")[0]
+				if other, dup := hostPorts[host]; dup {
+					t.Errorf("host port %s used by %s and %s", host, other, name)
+				}
+				hostPorts[host] = name
+			}
+			for _, v := range s.Volumes {
+				src := strings.Split(v, ":")[0]
+				_, err := os.Stat(filepath.Join(root, src))
+				assert.NoError(t, err, "volume source %s", src)
+			}
+			for dep, d := range s.DependsOn {
+				ds, ok := services[dep]
+				require.True(t, ok, "depends on unknown service %s", dep)
+				assert.Empty(t, ds.Profiles, "depends on %s, which only starts with a profile", dep)
+				assert.Equal(t, "service_healthy", d.Condition, "wait for %s to be healthy", dep)
+				assert.NotNil(t, ds.Healthcheck, "%s has no healthcheck to wait for", dep)
+			}
+		})
+	}
+
+	for _, app := range []string{"orders", "inventory", "payments"} {
+		t.Run(app+" wiring", func(t *testing.T) {
+			s, ok := services[app]
+			require.True(t, ok)
+			require.NotNil(t, s.Healthcheck)
+			assert.Equal(t, []string{"CMD", "/app/" + app, "healthcheck"}, s.Healthcheck.Test)
+			_, port, err := net.SplitHostPort(s.Environment["HTTP_ADDR"])
+			require.NoError(t, err)
+			require.Len(t, s.Ports, 1)
+			assert.Equal(t, port, containerPort(s.Ports[0]), "published port is not the one the service listens on")
+
+			tr := endpoint(t, services, s, "TRANSPORT_URL")
+			assert.Equal(t, broker, tr, "TRANSPORT_URL")
+			assert.Equal(t, "postgres", endpoint(t, services, s, "DATABASE_URL"))
+
+			db, err := url.Parse(s.Environment["DATABASE_URL"])
+			require.NoError(t, err)
+			pg := services["postgres"]
+			pass, _ := db.User.Password()
+			assert.Equal(t, pg.Environment["POSTGRES_USER"], db.User.Username())
+			assert.Equal(t, pg.Environment["POSTGRES_PASSWORD"], pass)
+			assert.Equal(t, "/"+pg.Environment["POSTGRES_DB"], db.Path)
+			schema := db.Query().Get("search_path")
+			initdb, err := os.ReadFile(filepath.Join(root, "examples/compose/initdb.sql"))
+			require.NoError(t, err)
+			assert.Contains(t, string(initdb), "CREATE SCHEMA IF NOT EXISTS "+schema+";", "schema %s is never created", schema)
+		})
+	}
+}
+
+// endpoint checks that the URL in env var key points at a service the app
+// depends on (healthy), on a port that service publishes, and returns it.
+func endpoint(t *testing.T, services map[string]service, s service, key string) string {
+	t.Helper()
+	raw := s.Environment[key]
+	require.NotEmpty(t, raw, key)
+	u, err := url.Parse(raw)
+	require.NoError(t, err, key)
+	host, port := u.Hostname(), u.Port()
+	target, ok := services[host]
+	require.True(t, ok, "%s points at %s, which is not a service", key, host)
+	_, dep := s.DependsOn[host]
+	assert.True(t, dep, "%s points at %s, which the service does not depend on", key, host)
+	var listens bool
+	for _, p := range target.Ports {
+		listens = listens || containerPort(p) == port
+	}
+	assert.True(t, listens, "%s: %s does not listen on %s", key, host, port)
+	return host
+}
