@@ -1,0 +1,103 @@
+package amqp_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/b2131a45/eventkit/internal/testenv"
+	"github.com/b2131a45/eventkit/transports/amqp"
+)
+
+const benchBatch = 100
+
+// benchTopic declares a topic with one bounded queue, so that the broker
+// routes, persists and confirms every message as in production.
+func benchTopic(b *testing.B, ch *amqp091.Channel) string {
+	topic := testenv.Name(b, "bench")
+	queue := amqp.QueueName(topic, "bench")
+	require.NoError(b, ch.ExchangeDeclare(topic, "fanout", true, false, false, false, nil))
+	_, err := ch.QueueDeclare(queue, true, false, false, false, amqp091.Table{"x-max-length": int32(10_000)})
+	require.NoError(b, err)
+	require.NoError(b, ch.QueueBind(queue, "", topic, false, nil))
+	b.Cleanup(func() {
+		_, _ = ch.QueueDelete(queue, false, false, false)
+		_ = ch.ExchangeDelete(topic, false, false)
+	})
+	return topic
+}
+
+func benchMessages(n int) []*message.Message {
+	msgs := make([]*message.Message, n)
+	for i := range msgs {
+		msgs[i] = message.NewMessage(watermill.NewUUID(), []byte(`{"order_id":"7c0c5e0a","amount":1250}`))
+		msgs[i].Metadata.Set("name", "orders.order_created")
+		msgs[i].Metadata.Set("event_id", msgs[i].UUID)
+	}
+	return msgs
+}
+
+// BenchmarkPublishBatch publishes batches of 100 through the transport.
+func BenchmarkPublishBatch(b *testing.B) {
+	url := testenv.AMQPURL()
+	ch := rawChannelB(b, url)
+	topic := benchTopic(b, ch)
+	pub, err := amqp.NewPublisher(context.Background(), amqp.Config{URL: url})
+	require.NoError(b, err)
+	defer pub.Close()
+	msgs := benchMessages(benchBatch)
+
+	b.ResetTimer()
+	for b.Loop() {
+		require.NoError(b, pub.Publish(topic, msgs...))
+	}
+	b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "msg/s")
+}
+
+// BenchmarkRawPipelinedConfirms is the baseline: plain amqp091-go, the same
+// batches published back to back on one confirm channel, then awaited.
+func BenchmarkRawPipelinedConfirms(b *testing.B) {
+	url := testenv.AMQPURL()
+	ch := rawChannelB(b, url)
+	topic := benchTopic(b, ch)
+	require.NoError(b, ch.Confirm(false))
+	msgs := benchMessages(benchBatch)
+	ctx := context.Background()
+
+	b.ResetTimer()
+	for b.Loop() {
+		confirms := make([]*amqp091.DeferredConfirmation, len(msgs))
+		for i, m := range msgs {
+			headers := amqp091.Table{"_watermill_message_uuid": m.UUID}
+			for k, v := range m.Metadata {
+				headers[k] = v
+			}
+			var err error
+			confirms[i], err = ch.PublishWithDeferredConfirmWithContext(ctx, topic, "", false, false, amqp091.Publishing{
+				Headers: headers, Body: m.Payload, DeliveryMode: amqp091.Persistent,
+			})
+			require.NoError(b, err)
+		}
+		for _, c := range confirms {
+			ok, err := c.WaitContext(ctx)
+			require.NoError(b, err)
+			require.True(b, ok)
+		}
+	}
+	b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "msg/s")
+}
+
+func rawChannelB(b *testing.B, url string) *amqp091.Channel {
+	conn, err := amqp091.Dial(url)
+	if err != nil {
+		testenv.Unavailable(b, "RabbitMQ", err)
+	}
+	b.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	require.NoError(b, err)
+	return ch
+}

@@ -1,0 +1,148 @@
+package amqp
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Defaults of Config.
+const (
+	DialTimeoutDefault       = 10 * time.Second
+	ReconnectIntervalDefault = time.Second
+	ConfirmTimeoutDefault    = 30 * time.Second
+	PublishChannelsDefault   = 8
+	PrefetchDefault          = 1
+)
+
+// Unroutable is what Publish does with a message no queue receives.
+type Unroutable int
+
+const (
+	// UnroutableError publishes with the mandatory flag; a message the
+	// broker returns as unroutable fails Publish with ErrUnroutable.
+	UnroutableError Unroutable = iota
+	// UnroutableDrop publishes without the mandatory flag: the broker
+	// confirms and drops a message no queue is bound for (watermill-amqp's
+	// behaviour).
+	UnroutableDrop
+)
+
+func (u Unroutable) String() string {
+	switch u {
+	case UnroutableError:
+		return "error"
+	case UnroutableDrop:
+		return "drop"
+	default:
+		return fmt.Sprintf("Unroutable(%d)", int(u))
+	}
+}
+
+// Config configures the AMQP transport. Only URL is required; every other
+// zero value means the documented default.
+type Config struct {
+	// URL of the broker: amqp:// or amqps://, user, password, host, port,
+	// vhost, as amqp091-go parses it. Required.
+	URL string
+
+	// TLS configures amqps:// connections. Defaults to amqp091-go's: system
+	// roots, or the certfile, keyfile and cacertfile URL parameters.
+	TLS *tls.Config
+
+	// DialTimeout bounds each connection attempt, TCP and AMQP handshake.
+	// Defaults to DialTimeoutDefault.
+	DialTimeout time.Duration
+
+	// ReconnectInterval is the least time between two connection attempts
+	// after a failed one, and the pause before a lost subscription tries
+	// again. Defaults to ReconnectIntervalDefault.
+	ReconnectInterval time.Duration
+
+	// ConfirmTimeout bounds how long Publish waits for the broker's
+	// confirms of one call. Defaults to ConfirmTimeoutDefault.
+	ConfirmTimeout time.Duration
+
+	// PublishChannels is how many Publish calls may run at once, each on its
+	// own confirm-mode channel; further calls wait for a free one.
+	// Defaults to PublishChannelsDefault.
+	PublishChannels int
+
+	// Unroutable decides what happens to a message no queue is bound for.
+	// Defaults to UnroutableError.
+	Unroutable Unroutable
+
+	// Prefetch is how many unacked messages the broker sends a subscription
+	// ahead. Defaults to PrefetchDefault, which keeps a queue's order
+	// through nacks; a higher value consumes faster, but a nacked message
+	// may then come back after later ones.
+	Prefetch int
+
+	// QueueArgs are the arguments of the queues subscribers declare, such
+	// as x-queue-type, x-dead-letter-exchange or x-overflow. They must match
+	// the arguments of queues that already exist. Defaults to none.
+	QueueArgs amqp.Table
+
+	// Logger receives connection losses and recoveries. Passwords are
+	// masked. Defaults to discarding.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DialTimeoutDefault
+	}
+	if c.ReconnectInterval == 0 {
+		c.ReconnectInterval = ReconnectIntervalDefault
+	}
+	if c.ConfirmTimeout == 0 {
+		c.ConfirmTimeout = ConfirmTimeoutDefault
+	}
+	if c.PublishChannels == 0 {
+		c.PublishChannels = PublishChannelsDefault
+	}
+	if c.Prefetch == 0 {
+		c.Prefetch = PrefetchDefault
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if c.URL == "" {
+		return fmt.Errorf("amqp: Config.URL is required")
+	}
+	if _, err := amqp.ParseURI(c.URL); err != nil {
+		return fmt.Errorf("amqp: Config.URL: %w", err)
+	}
+	for name, d := range map[string]time.Duration{
+		"DialTimeout":       c.DialTimeout,
+		"ReconnectInterval": c.ReconnectInterval,
+		"ConfirmTimeout":    c.ConfirmTimeout,
+	} {
+		if d < 0 {
+			return fmt.Errorf("amqp: Config.%s must not be negative, got %s", name, d)
+		}
+	}
+	if c.PublishChannels < 0 {
+		return fmt.Errorf("amqp: Config.PublishChannels must not be negative, got %d", c.PublishChannels)
+	}
+	if c.Prefetch < 0 {
+		return fmt.Errorf("amqp: Config.Prefetch must not be negative, got %d", c.Prefetch)
+	}
+	if c.Unroutable != UnroutableError && c.Unroutable != UnroutableDrop {
+		return fmt.Errorf("amqp: Config.Unroutable is invalid: %s", c.Unroutable)
+	}
+	return nil
+}
+
+// password is the URL's password, for redaction.
+func (c Config) password() string {
+	uri, err := amqp.ParseURI(c.URL)
+	if err != nil {
+		return ""
+	}
+	return uri.Password
+}

@@ -1,0 +1,62 @@
+// Package amqp is the RabbitMQ transport: a publisher with pipelined
+// publisher confirms and durable consumer-group subscribers, both built on
+// github.com/rabbitmq/amqp091-go, on the wire format and topology of
+// watermill-amqp (v3, NewDurablePubSubConfig), so that stock watermill-amqp
+// publishers and subscribers interoperate with it.
+//
+// # Topology
+//
+// A topic is a durable fanout exchange named after the topic. A consumer
+// group is a durable queue named topic_group (QueueName; watermill-amqp's
+// GenerateQueueNameTopicNameWithSuffix(group)) bound to that exchange.
+// Subscribers declare exchange, queue and binding; the publisher declares
+// the exchange. Messages are persistent (delivery mode 2). Metadata travel
+// as string headers, the UUID in header _watermill_message_uuid.
+//
+// # Publishing
+//
+// Publish(topic, msgs...) publishes every message on one confirm-mode
+// channel without waiting in between, then waits for all the broker's
+// confirms (pipelining), and returns nil only if every message was
+// confirmed. A message the broker nacks (for example a queue with
+// x-overflow=reject-publish that is full) or does not confirm within
+// Config.ConfirmTimeout is reported in a *PublishError, never counted as
+// delivered. Up to Config.PublishChannels calls run at once.
+//
+// A fanout exchange drops messages when no queue is bound to it, which is
+// the case for a topic no consumer group has subscribed to yet. By default
+// messages are published mandatory and such a message comes back from the
+// broker: Publish fails with ErrUnroutable instead of losing it silently.
+// Declare the groups first (message.SubscribeInitializer on a subscriber,
+// or infrastructure as code) or choose Config.Unroutable = UnroutableDrop
+// to accept the loss.
+//
+// # Delivery
+//
+// Delivery is at-least-once. A subscription receives its group's messages
+// one at a time and acks to the broker when the message is acked; a nacked
+// message is requeued at once; messages not acked when a subscription or its
+// connection ends are requeued by the broker. With Config.Prefetch at its
+// default of 1 a single subscription receives its queue in order, nacks
+// included, so order holds per topic and per partition key for a group with
+// one subscriber. Several subscribers of a group share its queue and the
+// order between them is not kept.
+//
+// # Connections
+//
+// The publisher and the subscribers use separate connections. Both
+// reconnect by themselves: a Publish while the broker is unreachable fails
+// with ErrNotConnected and a later Publish dials again (at most once per
+// Config.ReconnectInterval); a subscription whose channel or connection
+// is lost redeclares its topology and consumes again every
+// Config.ReconnectInterval until it succeeds, without closing its output
+// channel.
+//
+// # Close
+//
+// Publisher.Close waits for the Publish calls in flight to return (each
+// bounded by ConfirmTimeout), then closes the connection: there is no
+// buffer to flush, a Publish that returned nil was confirmed. Subscriber
+// Close stops its subscriptions, and the broker requeues the messages they
+// had not acked.
+package amqp

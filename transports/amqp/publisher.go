@@ -1,0 +1,255 @@
+package amqp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/b2131a45/eventkit/transports/internal/errs"
+	"github.com/b2131a45/eventkit/transports/internal/redact"
+)
+
+// Errors of Publish, wrapped in a *PublishError that lists the messages.
+// Each has an Unavailable() and a Permanent() method saying whether a
+// later retry can succeed (the conventions of eventkit's outbox relay).
+var (
+	// ErrNacked: the broker refused the message (basic.nack), for example a
+	// full queue with x-overflow=reject-publish. Back-pressure: Unavailable.
+	ErrNacked error = errs.Unavailable("amqp: broker nacked the message")
+	// ErrUnroutable: no queue is bound to the topic's exchange, so the
+	// broker returned the message (see Config.Unroutable). Permanent until
+	// a consumer group declares its queue.
+	ErrUnroutable error = errs.Refused("amqp: message returned unroutable: no queue is bound to the exchange")
+	// ErrNotConfirmed: no confirm arrived, because ConfirmTimeout passed,
+	// the message's context ended or the channel was lost. The broker may
+	// or may not have the message. Unavailable.
+	ErrNotConfirmed error = errs.Unavailable("amqp: publish not confirmed")
+)
+
+// ErrClosed is returned after Close.
+var ErrClosed = errs.ErrClosed
+
+// PublishError lists the messages of a Publish call that were not
+// confirmed, and why.
+type PublishError = errs.PublishError
+
+// Publisher publishes to RabbitMQ with pipelined publisher confirms. It is
+// safe for concurrent use.
+type Publisher struct {
+	cfg     Config
+	conn    *connector
+	secrets redact.Secrets
+
+	// slots holds one entry per concurrent Publish: nil until a channel
+	// is opened, then the channel for reuse.
+	slots   chan *confirmChannel
+	closing chan struct{}
+	once    sync.Once
+
+	mu       sync.Mutex
+	declared map[string]*amqp.Connection // exchanges declared, per connection
+}
+
+// NewPublisher validates cfg and connects; the connection is lost and
+// restored without closing the publisher.
+func NewPublisher(ctx context.Context, cfg Config) (*Publisher, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	secrets := redact.New(cfg.password())
+	p := &Publisher{
+		cfg:      cfg,
+		conn:     newConnector(cfg, "publisher", secrets.Logger(cfg.Logger)),
+		secrets:  secrets,
+		slots:    make(chan *confirmChannel, cfg.PublishChannels),
+		closing:  make(chan struct{}),
+		declared: map[string]*amqp.Connection{},
+	}
+	if _, err := p.conn.get(ctx); err != nil {
+		return nil, secrets.Error(err)
+	}
+	for range cfg.PublishChannels {
+		p.slots <- nil
+	}
+	return p, nil
+}
+
+// Publish sends msgs to the topic's exchange and returns when the broker
+// confirmed all of them. The messages are published back to back on one
+// channel and their confirms awaited together. If any message is nacked,
+// returned unroutable or not confirmed, Publish returns a *PublishError
+// listing those messages and wrapping ErrNacked, ErrUnroutable or
+// ErrNotConfirmed; it returns ErrNotConnected when the broker cannot be
+// reached and ErrClosed after Close. The context of the first message
+// bounds the call, together with Config.ConfirmTimeout.
+func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
+	var cc *confirmChannel
+	select {
+	case <-p.closing:
+		return ErrClosed
+	default:
+	}
+	select {
+	case cc = <-p.slots:
+	case <-p.closing:
+		return ErrClosed
+	}
+	select {
+	case <-p.closing: // Close began while this call waited for a slot.
+		p.slots <- cc
+		return ErrClosed
+	default:
+	}
+	err := p.publish(&cc, topic, msgs)
+	p.slots <- cc
+	return p.secrets.Error(err)
+}
+
+func (p *Publisher) publish(slot **confirmChannel, topic string, msgs []*message.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(msgs[0].Context(), p.cfg.ConfirmTimeout)
+	defer cancel()
+
+	cc, err := p.channel(ctx, slot)
+	if err != nil {
+		return &PublishError{Topic: topic, UUIDs: uuids(msgs), Err: err}
+	}
+	if err := p.declare(cc, topic); err != nil {
+		p.discard(slot)
+		return &PublishError{Topic: topic, UUIDs: uuids(msgs), Err: err}
+	}
+
+	mandatory := p.cfg.Unroutable == UnroutableError
+	confirms := make([]*amqp.DeferredConfirmation, len(msgs))
+	for i, msg := range msgs {
+		confirms[i], err = cc.ch.PublishWithDeferredConfirmWithContext(ctx, topic, "", mandatory, false, marshal(msg))
+		if err != nil {
+			p.discard(slot)
+			return &PublishError{Topic: topic, UUIDs: uuids(msgs), Err: fmt.Errorf("%w: %w", ErrNotConfirmed, err)}
+		}
+	}
+
+	nacked := map[string]bool{}
+	for i, dc := range confirms {
+		select {
+		case <-dc.Done():
+			if !dc.Acked() {
+				nacked[msgs[i].UUID] = true
+			}
+		case <-ctx.Done():
+			// Returns of the confirmed messages are not known yet: the
+			// whole call counts as not confirmed.
+			p.discard(slot)
+			return &PublishError{Topic: topic, UUIDs: uuids(msgs), Err: fmt.Errorf("%w: %w", ErrNotConfirmed, context.Cause(ctx))}
+		}
+	}
+	returned := cc.returned()
+	if len(nacked) == 0 && len(returned) == 0 {
+		return nil
+	}
+	var cause error
+	switch {
+	case len(nacked) > 0 && cc.ch.IsClosed():
+		// amqp091-go nacks the pending confirms of a channel that closes.
+		p.discard(slot)
+		cause = fmt.Errorf("%w: channel closed", ErrNotConfirmed)
+	case len(returned) == 0:
+		cause = ErrNacked
+	case len(nacked) == 0:
+		cause = ErrUnroutable
+	default:
+		cause = errors.Join(ErrNacked, ErrUnroutable)
+	}
+	failed := nacked
+	for _, id := range returned {
+		failed[id] = true
+	}
+	return &PublishError{Topic: topic, UUIDs: pick(msgs, failed), Err: cause}
+}
+
+// channel returns the slot's channel, opening one when the slot is empty or
+// its channel is closed or belongs to a lost connection.
+func (p *Publisher) channel(ctx context.Context, slot **confirmChannel) (*confirmChannel, error) {
+	conn, err := p.conn.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if *slot != nil && (*slot).usable(conn) {
+		return *slot, nil
+	}
+	p.discard(slot)
+	cc, err := openConfirmChannel(conn)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotConnected, err)
+	}
+	*slot = cc
+	return cc, nil
+}
+
+func (p *Publisher) discard(slot **confirmChannel) {
+	if *slot != nil {
+		(*slot).close()
+		*slot = nil
+	}
+}
+
+// declare declares the topic's exchange once per connection.
+func (p *Publisher) declare(cc *confirmChannel, topic string) error {
+	p.mu.Lock()
+	done := p.declared[topic] == cc.conn
+	p.mu.Unlock()
+	if done {
+		return nil
+	}
+	if err := declareExchange(cc.ch, topic); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.declared[topic] = cc.conn
+	p.mu.Unlock()
+	return nil
+}
+
+// Close waits for the Publish calls in flight, then closes the channels and
+// the connection. Later Publish calls return ErrClosed. Close is safe to
+// call more than once.
+func (p *Publisher) Close() error {
+	var err error
+	p.once.Do(func() {
+		close(p.closing)
+		for range p.cfg.PublishChannels {
+			if cc := <-p.slots; cc != nil {
+				cc.close()
+			}
+		}
+		err = p.secrets.Error(p.conn.close())
+	})
+	return err
+}
+
+func uuids(msgs []*message.Message) []string {
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.UUID
+	}
+	return ids
+}
+
+func pick(msgs []*message.Message, ids map[string]bool) []string {
+	var picked []string
+	for _, m := range msgs {
+		if ids[m.UUID] {
+			picked = append(picked, m.UUID)
+		}
+	}
+	return picked
+}
+
+var _ message.Publisher = (*Publisher)(nil)

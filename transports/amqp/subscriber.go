@@ -1,0 +1,263 @@
+package amqp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/b2131a45/eventkit/transports/internal/errs"
+	"github.com/b2131a45/eventkit/transports/internal/redact"
+)
+
+// ErrNoGroup is returned for an empty consumer group name.
+var ErrNoGroup = errs.ErrNoGroup
+
+var errChannelClosed = errors.New("amqp: channel closed")
+
+// Subscriber consumes one consumer group's queues. It is safe for
+// concurrent use.
+type Subscriber struct {
+	cfg       Config
+	group     string
+	conn      *connector
+	ownsConn  bool
+	secrets   redact.Secrets
+	logger    *slog.Logger
+	closing   chan struct{}
+	closeOnce sync.Once
+
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// NewSubscriber validates cfg and connects a subscriber of the consumer
+// group. The subscriber owns its connection.
+func NewSubscriber(ctx context.Context, cfg Config, group string) (*Subscriber, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if group == "" {
+		return nil, ErrNoGroup
+	}
+	cfg = cfg.withDefaults()
+	secrets := redact.New(cfg.password())
+	conn := newConnector(cfg, "subscriber "+group, secrets.Logger(cfg.Logger))
+	if _, err := conn.get(ctx); err != nil {
+		return nil, secrets.Error(err)
+	}
+	return newSubscriber(cfg, group, conn, true, secrets), nil
+}
+
+func newSubscriber(cfg Config, group string, conn *connector, ownsConn bool, secrets redact.Secrets) *Subscriber {
+	return &Subscriber{
+		cfg:      cfg,
+		group:    group,
+		conn:     conn,
+		ownsConn: ownsConn,
+		secrets:  secrets,
+		logger:   secrets.Logger(cfg.Logger).With("group", group),
+		closing:  make(chan struct{}),
+	}
+}
+
+// SubscribeInitialize declares the topic's exchange and the group's queue
+// bound to it, so that the group keeps every message published from now on,
+// before anything consumes it.
+func (s *Subscriber) SubscribeInitialize(topic string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
+	defer cancel()
+	return s.secrets.Error(s.declare(ctx, topic))
+}
+
+func (s *Subscriber) declare(ctx context.Context, topic string) error {
+	conn, err := s.conn.get(ctx)
+	if err != nil {
+		return err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	defer ch.Close()
+	return declareGroup(ch, topic, s.group, s.cfg.QueueArgs)
+}
+
+// Subscribe declares the group's queue on topic and delivers its messages
+// on the returned channel, one at a time: the next one comes after the
+// previous one is acked or nacked. A lost connection is restored behind the
+// channel. The channel closes when ctx ends or the subscriber closes.
+func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	dctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+	err := s.declare(dctx, topic)
+	cancel()
+	if err != nil {
+		return nil, s.secrets.Error(fmt.Errorf("subscribe to %q: %w", topic, err))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	out := make(chan *message.Message)
+	s.wg.Add(1)
+	go s.run(ctx, topic, out)
+	return out, nil
+}
+
+func (s *Subscriber) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// run consumes until ctx ends or the subscriber closes, starting again
+// after every lost channel or connection.
+func (s *Subscriber) run(ctx context.Context, topic string, out chan<- *message.Message) {
+	defer s.wg.Done()
+	defer close(out)
+	logger := s.logger.With("topic", topic)
+	lost := false
+	consuming := func() {
+		if lost {
+			logger.Info("amqp subscription restored")
+			lost = false
+		}
+	}
+	for {
+		err := s.consume(ctx, topic, out, consuming)
+		if err == nil {
+			return
+		}
+		if !lost {
+			logger.Warn("amqp subscription lost, retrying", "err", err)
+		} else {
+			logger.Debug("amqp subscription retry failed", "err", err)
+		}
+		lost = true
+		timer := time.NewTimer(s.cfg.ReconnectInterval)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-s.closing:
+			timer.Stop()
+			return
+		}
+	}
+}
+
+// consume declares the group's topology on a new channel and reads it until
+// it closes (an error) or the subscription is told to stop (nil). It calls
+// consuming once the broker accepted the consumer.
+func (s *Subscriber) consume(ctx context.Context, topic string, out chan<- *message.Message, consuming func()) error {
+	conn, err := s.conn.get(ctx)
+	if err != nil {
+		return err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	defer ch.Close()
+	if err := declareGroup(ch, topic, s.group, s.cfg.QueueArgs); err != nil {
+		return err
+	}
+	if err := ch.Qos(s.cfg.Prefetch, 0, false); err != nil {
+		return fmt.Errorf("set prefetch: %w", err)
+	}
+	queue := QueueName(topic, s.group)
+	deliveries, err := ch.Consume(queue, "", false, false, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("consume queue %q: %w", queue, err)
+	}
+	consuming()
+	for {
+		select {
+		case d, ok := <-deliveries:
+			if !ok {
+				return errChannelClosed
+			}
+			if stop := s.deliver(ctx, d, out); stop {
+				return nil
+			}
+		case <-ctx.Done():
+			return nil
+		case <-s.closing:
+			return nil
+		}
+	}
+}
+
+// deliver hands one delivery to the consumer and settles it with the
+// broker. It reports whether the subscription must stop.
+func (s *Subscriber) deliver(ctx context.Context, d amqp.Delivery, out chan<- *message.Message) (stop bool) {
+	msg := unmarshal(d)
+	msgCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	msg.SetContext(msgCtx)
+
+	select {
+	case out <- msg:
+	case <-ctx.Done():
+		s.settle(d.Nack(false, true))
+		return true
+	case <-s.closing:
+		s.settle(d.Nack(false, true))
+		return true
+	}
+	select {
+	case <-msg.Acked():
+		s.settle(d.Ack(false))
+		return false
+	case <-msg.Nacked():
+		s.settle(d.Nack(false, true))
+		return false
+	case <-ctx.Done():
+		s.settle(d.Nack(false, true))
+		return true
+	case <-s.closing:
+		s.settle(d.Nack(false, true))
+		return true
+	}
+}
+
+// settle logs an ack or nack the broker did not get; the broker then
+// redelivers the message when the channel ends.
+func (s *Subscriber) settle(err error) {
+	if err != nil {
+		s.logger.Warn("amqp ack/nack not sent, the message will be redelivered", "err", err)
+	}
+}
+
+// Close stops the subscriptions and waits for them; the broker requeues the
+// messages they had not acked. Close is safe to call more than once.
+func (s *Subscriber) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		close(s.closing)
+		s.mu.Unlock()
+		s.wg.Wait()
+		if s.ownsConn {
+			err = s.secrets.Error(s.conn.close())
+		}
+	})
+	return err
+}
+
+var (
+	_ message.Subscriber           = (*Subscriber)(nil)
+	_ message.SubscribeInitializer = (*Subscriber)(nil)
+)

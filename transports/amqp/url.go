@@ -1,0 +1,60 @@
+package amqp
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+
+	"github.com/b2131a45/eventkit/transports/internal/urlopt"
+)
+
+// ParseURL reads an amqp:// or amqps:// URL into a Config. User, password,
+// host, port and vhost are amqp091-go's. Query parameters:
+//
+//	prefetch            Config.Prefetch, e.g. 10
+//	publish_channels    Config.PublishChannels
+//	confirm_timeout     Config.ConfirmTimeout, e.g. 10s
+//	dial_timeout        Config.DialTimeout
+//	reconnect_interval  Config.ReconnectInterval
+//	unroutable          Config.Unroutable: error or drop
+//
+// and amqp091-go's own heartbeat, channel_max, auth_mechanism, certfile,
+// keyfile, cacertfile and server_name_indication. Any other parameter is
+// an error. Errors never contain the password.
+func ParseURL(rawURL string) (Config, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return Config{}, errors.New("malformed URL (are special characters in the user and password percent-encoded?)")
+	}
+	if u.Scheme != "amqp" && u.Scheme != "amqps" {
+		return Config{}, fmt.Errorf("scheme %q is not amqp or amqps", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return Config{}, errors.New("missing host")
+	}
+
+	var cfg Config
+	unroutable := ""
+	opts := urlopt.New(u.Query())
+	opts.Int("prefetch", &cfg.Prefetch)
+	opts.Int("publish_channels", &cfg.PublishChannels)
+	opts.Duration("confirm_timeout", &cfg.ConfirmTimeout)
+	opts.Duration("dial_timeout", &cfg.DialTimeout)
+	opts.Duration("reconnect_interval", &cfg.ReconnectInterval)
+	opts.String("unroutable", &unroutable, UnroutableError.String(), UnroutableDrop.String())
+	opts.Pass("heartbeat", "channel_max", "auth_mechanism", "certfile", "keyfile", "cacertfile", "server_name_indication")
+	if err := opts.Err(); err != nil {
+		return Config{}, err
+	}
+	if unroutable == UnroutableDrop.String() {
+		cfg.Unroutable = UnroutableDrop
+	}
+
+	clean := *u
+	clean.RawQuery = opts.Passed().Encode()
+	cfg.URL = clean.String()
+	if err := cfg.validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}

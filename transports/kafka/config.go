@@ -1,0 +1,166 @@
+package kafka
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// versionDefault is understood by Kafka 2.8 and later, Kafka 4 included.
+var versionDefault = sarama.V2_8_0_0
+
+// Defaults of Config.
+const (
+	ClientIDDefault           = "eventkit"
+	DialTimeoutDefault        = 10 * time.Second
+	SessionTimeoutDefault     = 10 * time.Second
+	HeartbeatIntervalDefault  = 3 * time.Second
+	NackResendIntervalDefault = 100 * time.Millisecond
+)
+
+// Config configures the Kafka transport. Only Brokers is required; every
+// other zero value means the documented default.
+type Config struct {
+	// Brokers are host:port addresses of the cluster's bootstrap brokers.
+	// Required.
+	Brokers []string
+
+	// Version is the Kafka protocol version Sarama speaks; it must not be
+	// newer than the oldest broker's. At least V0_11_0_0 (idempotence).
+	// Defaults to sarama.V2_8_0_0, which Kafka 2.8 and later, Kafka 4
+	// included, understand.
+	Version sarama.KafkaVersion
+
+	// ClientID identifies the client to the brokers. Defaults to
+	// ClientIDDefault.
+	ClientID string
+
+	// TLS enables TLS with this configuration. Defaults to plaintext.
+	TLS *tls.Config
+
+	// User and Password enable SASL/PLAIN authentication. Defaults to none.
+	User, Password string
+
+	// DialTimeout bounds each connection attempt. Defaults to
+	// DialTimeoutDefault.
+	DialTimeout time.Duration
+
+	// Partitions and ReplicationFactor are those of the topics
+	// SubscribeInitialize creates. Default to -1, the broker's defaults.
+	Partitions        int32
+	ReplicationFactor int16
+
+	// SessionTimeout and HeartbeatInterval of consumer-group members.
+	// Default to SessionTimeoutDefault and HeartbeatIntervalDefault. The
+	// heartbeat interval must be below a third of the session timeout.
+	SessionTimeout    time.Duration
+	HeartbeatInterval time.Duration
+
+	// NackResendInterval is how long a nacked message waits before it is
+	// delivered again. Defaults to NackResendIntervalDefault.
+	NackResendInterval time.Duration
+
+	// Logger receives the subscribers' events (watermill-kafka's log).
+	// Passwords are masked. Defaults to discarding.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Version == (sarama.KafkaVersion{}) {
+		c.Version = versionDefault
+	}
+	if c.ClientID == "" {
+		c.ClientID = ClientIDDefault
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DialTimeoutDefault
+	}
+	if c.Partitions == 0 {
+		c.Partitions = -1
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = -1
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = SessionTimeoutDefault
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = HeartbeatIntervalDefault
+	}
+	if c.NackResendInterval == 0 {
+		c.NackResendInterval = NackResendIntervalDefault
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if len(c.Brokers) == 0 {
+		return fmt.Errorf("kafka: Config.Brokers is required")
+	}
+	for _, b := range c.Brokers {
+		if b == "" {
+			return fmt.Errorf("kafka: Config.Brokers has an empty address")
+		}
+	}
+	if c.Version != (sarama.KafkaVersion{}) && !c.Version.IsAtLeast(sarama.V0_11_0_0) {
+		return fmt.Errorf("kafka: Config.Version %s is older than 0.11.0.0, which the idempotent producer needs", c.Version)
+	}
+	if (c.User == "") != (c.Password == "") {
+		return fmt.Errorf("kafka: Config.User and Config.Password must be set together")
+	}
+	for name, d := range map[string]time.Duration{
+		"DialTimeout":        c.DialTimeout,
+		"SessionTimeout":     c.SessionTimeout,
+		"HeartbeatInterval":  c.HeartbeatInterval,
+		"NackResendInterval": c.NackResendInterval,
+	} {
+		if d < 0 {
+			return fmt.Errorf("kafka: Config.%s must not be negative, got %s", name, d)
+		}
+	}
+	if c.Partitions < -1 || c.ReplicationFactor < -1 {
+		return fmt.Errorf("kafka: Config.Partitions and Config.ReplicationFactor must be positive, or -1 for the broker's default")
+	}
+	if err := c.withDefaults().sarama().Validate(); err != nil {
+		return fmt.Errorf("kafka: invalid configuration: %w", err)
+	}
+	return nil
+}
+
+// sarama returns the Sarama configuration of producers and consumers. c
+// must have its defaults.
+func (c Config) sarama() *sarama.Config {
+	sc := sarama.NewConfig()
+	sc.ClientID = c.ClientID
+	sc.Version = c.Version
+	sc.Net.DialTimeout = c.DialTimeout
+	if c.TLS != nil {
+		sc.Net.TLS.Enable = true
+		sc.Net.TLS.Config = c.TLS
+	}
+	if c.User != "" {
+		sc.Net.SASL.Enable = true
+		sc.Net.SASL.Mechanism = sarama.SASLTypePlaintext
+		sc.Net.SASL.User = c.User
+		sc.Net.SASL.Password = c.Password
+	}
+
+	// Safe producer: acks from all in-sync replicas, idempotent, so retries
+	// neither lose, duplicate nor reorder.
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Idempotent = true
+	sc.Net.MaxOpenRequests = 1
+	sc.Producer.Retry.Max = 10
+	sc.Producer.Return.Successes = true
+	sc.Producer.Return.Errors = true
+
+	// A new group starts at the oldest message, not after the newest.
+	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	sc.Consumer.Return.Errors = true
+	sc.Consumer.Group.Session.Timeout = c.SessionTimeout
+	sc.Consumer.Group.Heartbeat.Interval = c.HeartbeatInterval
+	return sc
+}

@@ -1,0 +1,39 @@
+// Package kafka is the Kafka transport: a batching, idempotent producer and
+// consumer-group subscribers, on IBM/sarama and watermill-kafka (v3), in
+// watermill-kafka's wire format so that stock watermill-kafka publishers
+// and subscribers interoperate with it.
+//
+// # Publishing
+//
+// Publish(topic, msgs...) hands the whole call to Sarama at once
+// (SyncProducer.SendMessages), so the messages travel in batches rather
+// than one round trip each, and returns when every message was written to
+// all in-sync replicas (acks=all). The producer is idempotent (one request
+// in flight per broker, sequence numbers), so Sarama's retries neither
+// duplicate nor reorder messages within a partition. Messages that fail are
+// listed in a *PublishError wrapping ErrUnavailable (try again later) or
+// ErrRejected (the message itself is refused). The events.KeyPartitionKey metadata
+// becomes the Kafka message key: messages with the same key go to the same
+// partition. Messages without one are spread over the partitions. Metadata
+// travel as record headers, the UUID in header _watermill_message_uuid.
+//
+// # Delivery
+//
+// A consumer group is a Kafka consumer group. A group that has no committed
+// offset starts at the oldest retained message, so a new group receives the
+// events published before it existed. Each group receives every message;
+// the group's subscribers share the partitions. Delivery is at-least-once:
+// a message is marked consumed when acked, offsets are committed every
+// second and when a subscriber closes, and messages acked after the last
+// commit can come again after a crash or a rebalance. A nacked message is
+// delivered again after Config.NackResendInterval, blocking its partition.
+// Order holds per partition, hence per partition key; there is no order
+// between partitions.
+//
+// # Close
+//
+// Publisher.Close waits for the Publish calls in flight (Publish returns
+// only once its messages are acknowledged, so nothing is buffered), then
+// closes the producer. Subscriber.Close stops its subscriptions, commits
+// the marked offsets and leaves the group.
+package kafka

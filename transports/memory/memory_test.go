@@ -1,0 +1,85 @@
+package memory_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/b2131a45/eventkit/transports/memory"
+	"github.com/b2131a45/eventkit/transports/transporttest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func newTransport(t *testing.T, cfg memory.Config) *memory.Transport {
+	t.Helper()
+	tr, err := memory.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	return tr
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	transporttest.Run(t, func(t *testing.T) transporttest.Transport {
+		return newTransport(t, memory.Config{})
+	}, transporttest.Features{
+		OrderedPerKey:       true,
+		OrderedPerTopic:     true,
+		NewGroupsSeeHistory: true,
+	})
+}
+
+func TestUniversal(t *testing.T) {
+	t.Parallel()
+	// One transport per test function stands for the broker: the suite
+	// makes many publisher/subscriber pairs that must see the same topics.
+	tr := newTransport(t, memory.Config{ResendInterval: 1})
+	withGroup := func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
+		sub, err := tr.Subscriber(group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr.Publisher(), sub
+	}
+	tests.TestPubSub(t, tests.Features{
+		ConsumerGroups:                      true,
+		GuaranteedOrder:                     true,
+		GuaranteedOrderWithSingleSubscriber: true,
+		Persistent:                          true,
+		NewSubscriberReceivesOldMessages:    false,
+	}, func(t *testing.T) (message.Publisher, message.Subscriber) {
+		return withGroup(t, "test")
+	}, withGroup)
+}
+
+func TestConfigAndURL(t *testing.T) {
+	t.Parallel()
+	_, err := memory.New(memory.Config{ResendInterval: -1})
+	require.ErrorContains(t, err, "Config.ResendInterval")
+
+	cfg, err := memory.ParseURL("mem://?resend_interval=5ms")
+	require.NoError(t, err)
+	require.Equal(t, memory.Config{ResendInterval: 5 * time.Millisecond}, cfg)
+	for raw, want := range map[string]string{
+		"mem://x":          "takes no host",
+		"mem:///path":      "takes no host",
+		"mem://?foo=1":     `unknown option "foo"`,
+		"amqp://localhost": `scheme "amqp" is not mem`,
+	} {
+		_, err := memory.ParseURL(raw)
+		require.ErrorContains(t, err, want, raw)
+	}
+
+	tr := newTransport(t, memory.Config{})
+	_, err = tr.Subscriber("")
+	require.ErrorIs(t, err, memory.ErrNoGroup)
+}
