@@ -18,8 +18,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/goleak"
 
-	"github.com/b2131a45/eventkit/internal/testenv"
 	"github.com/b2131a45/eventkit/internal/kafkatest"
+	"github.com/b2131a45/eventkit/internal/testenv"
 	"github.com/b2131a45/eventkit/transports/internal/testutil"
 	"github.com/b2131a45/eventkit/transports/kafka"
 	"github.com/b2131a45/eventkit/transports/transporttest"
