@@ -46,7 +46,9 @@ func (e Envelope) Apply(msg *message.Message) {
 // EnvelopeFromMessage reads the envelope from message metadata.
 //
 // A message written by stock Watermill code may lack eventkit keys: a missing
-// event id falls back to the message UUID and a missing version means 1.
+// event id falls back to the message UUID, a missing correlation id to the
+// event id (the event starts its own conversation), and a missing version
+// means 1.
 // A missing name, a version that is not an integer ≥ 1, or an occurred_at
 // that is not RFC 3339 is a *DecodeError naming the header.
 func EnvelopeFromMessage(msg *message.Message) (Envelope, error) {
@@ -63,6 +65,9 @@ func EnvelopeFromMessage(msg *message.Message) (Envelope, error) {
 	}
 	if env.ID == "" {
 		env.ID = msg.UUID
+	}
+	if env.CorrelationID == "" {
+		env.CorrelationID = env.ID
 	}
 	if env.Name == "" {
 		return env, &DecodeError{Header: KeyName, Err: errMissing}
