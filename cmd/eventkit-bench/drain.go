@@ -172,58 +172,59 @@ func (b *bench) stockDrainer(label string, pub func() (message.Publisher, error)
 }
 
 // drainOnce fills an outbox with n events, drains it with d and returns
-// events/s. check, when set, verifies the broker got every event.
-func (b *bench) drainOnce(ctx context.Context, d drainer, topic string, n int, reset func() error, check func() (int, error)) (float64, error) {
+// events/s until every row is marked (acked, for the stock forwarder) and,
+// when check is set, until the broker also holds every event (the same for
+// a relay that waits for confirms; later for a publisher that does not).
+func (b *bench) drainOnce(ctx context.Context, d drainer, topic string, n int, reset func() error, check func() (int, error)) (marked, inBroker float64, err error) {
 	name := b.name("drain")
 	defer b.drop(name)
 	ob, err := b.fill(ctx, name, topic, n)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if reset != nil {
 		if err := reset(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	began := time.Now()
 	stop, err := d.start(ctx, ob)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
+	defer stop()
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
 		ok, err := d.done(ctx, ob)
 		if err != nil {
-			stop()
-			return 0, err
+			return 0, 0, err
 		}
 		if ok {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			stop()
-			return 0, fmt.Errorf("%s did not drain in time", d.label)
+			return 0, 0, fmt.Errorf("%s did not drain in time", d.label)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
 	elapsed := time.Since(began)
-	stop()
-	if check != nil {
-		// Without confirms the last messages may still be on their way.
-		var got int
-		for wait := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if got, err = check(); err != nil {
-				return 0, err
-			}
-			if got >= n || time.Now().After(wait) {
-				break
-			}
+	marked = float64(n) / elapsed.Seconds()
+	if check == nil {
+		return marked, marked, nil
+	}
+	var got int
+	for wait := time.Now().Add(30 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		if got, err = check(); err != nil {
+			return 0, 0, err
 		}
-		if got < n {
-			return 0, fmt.Errorf("%s: the broker has %d of %d events", d.label, got, n)
+		if got >= n || time.Now().After(wait) {
+			break
 		}
 	}
-	return float64(n) / elapsed.Seconds(), nil
+	if got < n {
+		return 0, 0, fmt.Errorf("%s: the broker has %d of %d events", d.label, got, n)
+	}
+	return marked, float64(n) / max(time.Since(began), elapsed).Seconds(), nil
 }
 
 // ---- RabbitMQ ----------------------------------------------------------------
@@ -276,7 +277,7 @@ func eventkitAMQP(url string) func() (message.Publisher, error) {
 	return func() (message.Publisher, error) { return brokers.NewAMQP(url), nil }
 }
 
-func (b *bench) amqpDrain(ctx context.Context) error {
+func (b *bench) amqpDrain(ctx context.Context, onlyEventkit bool) error {
 	r, err := dialRabbit(b.o.amqpURL)
 	if err != nil {
 		return err
@@ -297,18 +298,23 @@ func (b *bench) amqpDrain(ctx context.Context) error {
 		b.stockDrainer("stock, no confirms, ChannelPoolSize 1", stockAMQP(b.o.amqpURL, false, 1)),
 		b.stockDrainer("stock, no confirms, default pool", stockAMQP(b.o.amqpURL, false, 0)),
 	}
-	results := map[string][]float64{}
+	if onlyEventkit {
+		drainers = drainers[:1]
+	}
+	results, inBroker := map[string][]float64{}, map[string][]float64{}
 	var raw []float64
 	n := b.o.events
 	fmt.Printf("\n== PostgreSQL outbox → RabbitMQ, %d events, %d runs ==\n", n, b.o.runs)
+	fmt.Printf("  (events/s until every row is marked, or acked by the stock forwarder; and until the queue holds every event)\n")
 	for run := 0; run < b.o.runs; run++ {
 		for _, d := range drainers {
-			eps, err := b.drainOnce(ctx, d, topic, n, reset, check)
+			eps, epsb, err := b.drainOnce(ctx, d, topic, n, reset, check)
 			if err != nil {
 				return err
 			}
 			results[d.label] = append(results[d.label], eps)
-			fmt.Printf("  run %d  %-42s %8.0f events/s\n", run+1, d.label, eps)
+			inBroker[d.label] = append(inBroker[d.label], epsb)
+			fmt.Printf("  run %d  %-42s %8.0f events/s  (in broker: %8.0f)\n", run+1, d.label, eps, epsb)
 		}
 		eps, err := b.rawAMQP(topic, n, reset, check)
 		if err != nil {
@@ -318,16 +324,22 @@ func (b *bench) amqpDrain(ctx context.Context) error {
 		fmt.Printf("  run %d  %-42s %8.0f events/s\n", run+1, "raw pipelined confirms (ceiling)", eps)
 	}
 	ek := median(results[drainers[0].label])
-	bestConfirm := max(median(results[drainers[1].label]), median(results[drainers[2].label]))
-	bestNoConfirm := max(median(results[drainers[3].label]), median(results[drainers[4].label]))
 	ceiling := median(raw)
 	fmt.Printf("  medians:\n")
 	for _, d := range drainers {
-		fmt.Printf("    %-42s %8.0f events/s\n", d.label, median(results[d.label]))
+		fmt.Printf("    %-42s %8.0f events/s  (in broker: %8.0f)\n", d.label, median(results[d.label]), median(inBroker[d.label]))
 	}
 	fmt.Printf("    %-42s %8.0f events/s\n", "raw pipelined confirms (ceiling)", ceiling)
-	fmt.Printf("  eventkit / best stock with confirms:    %s (target ≥ 5×)   %s\n", ratio(ek, bestConfirm), pass(ek >= 5*bestConfirm))
-	fmt.Printf("  eventkit / best stock without confirms: %s (target ≥ 1.2×) %s\n", ratio(ek, bestNoConfirm), pass(ek >= 1.2*bestNoConfirm))
+	if onlyEventkit {
+		fmt.Printf("  eventkit / raw pipelined confirms: %s\n", ratio(ek, ceiling))
+		return nil
+	}
+	bestConfirm := max(median(results[drainers[1].label]), median(results[drainers[2].label]))
+	bestNoConfirm := max(median(results[drainers[3].label]), median(results[drainers[4].label]))
+	bestNoConfirmB := max(median(inBroker[drainers[3].label]), median(inBroker[drainers[4].label]))
+	fmt.Printf("  eventkit / best stock with confirms:    %s (target ≥ 5×)    %s\n", ratio(ek, bestConfirm), pass(ek >= 5*bestConfirm))
+	fmt.Printf("  eventkit / best stock without confirms: %s (target ≥ 1.2×)  %s   [stock counted until acked]\n", ratio(ek, bestNoConfirm), pass(ek >= 1.2*bestNoConfirm))
+	fmt.Printf("  eventkit / best stock without confirms: %s (target ≥ 1.2×)  %s   [stock counted until the queue holds every event]\n", ratio(ek, bestNoConfirmB), pass(ek >= 1.2*bestNoConfirmB))
 	fmt.Printf("  eventkit / raw pipelined confirms:      %s (target ≥ 0.60×) %s\n", ratio(ek, ceiling), pass(ek >= 0.6*ceiling))
 	return nil
 }
@@ -430,7 +442,7 @@ func (b *bench) kafkaDrain(ctx context.Context) error {
 	fmt.Printf("\n== PostgreSQL outbox → Kafka (kfake, in process), %d events, %d runs ==\n", n, b.o.runs)
 	for run := 0; run < b.o.runs; run++ {
 		for _, d := range drainers {
-			eps, err := b.drainOnce(ctx, d, topic, n, reset, check)
+			eps, _, err := b.drainOnce(ctx, d, topic, n, reset, check)
 			if err != nil {
 				return err
 			}

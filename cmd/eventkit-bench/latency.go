@@ -7,8 +7,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // latency commits one event per transaction at -rate events/s for -duration
@@ -60,8 +58,9 @@ func (b *bench) latencyOnce(ctx context.Context, d drainer) (p50, p99 float64, n
 
 	total := int(b.o.duration.Seconds() * float64(b.o.rate))
 	committed := make([]time.Time, total)
+	received := make([]time.Time, total)
 	var mu sync.Mutex
-	var lat []float64
+	arrived := 0
 	deliveries, err := r.ch.Consume(topic, "", true, false, false, false, nil)
 	if err != nil {
 		return 0, 0, 0, err
@@ -76,8 +75,9 @@ func (b *bench) latencyOnce(ctx context.Context, d drainer) (p50, p99 float64, n
 				continue
 			}
 			mu.Lock()
-			if t := committed[e.Seq]; !t.IsZero() {
-				lat = append(lat, float64(now.Sub(t).Microseconds())/1000)
+			if received[e.Seq].IsZero() {
+				received[e.Seq] = now
+				arrived++
 			}
 			mu.Unlock()
 		}
@@ -117,7 +117,7 @@ func (b *bench) latencyOnce(ctx context.Context, d drainer) (p50, p99 float64, n
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		mu.Lock()
-		got := len(lat)
+		got := arrived
 		mu.Unlock()
 		if got >= total {
 			break
@@ -131,11 +131,15 @@ func (b *bench) latencyOnce(ctx context.Context, d drainer) (p50, p99 float64, n
 
 	mu.Lock()
 	defer mu.Unlock()
-	if len(lat) < total {
-		return 0, 0, 0, fmt.Errorf("%s: %d of %d events arrived", d.label, len(lat), total)
+	if arrived < total {
+		return 0, 0, 0, fmt.Errorf("%s: %d of %d events arrived", d.label, arrived, total)
+	}
+	// Commit times are taken when Commit returns; an event can arrive
+	// before that, hence the clamp at zero.
+	lat := make([]float64, total)
+	for i := range lat {
+		lat[i] = max(float64(received[i].Sub(committed[i]).Microseconds())/1000, 0)
 	}
 	slices.Sort(lat)
 	return lat[len(lat)*50/100], lat[len(lat)*99/100], len(lat), nil
 }
-
-var _ = amqp.Table{}

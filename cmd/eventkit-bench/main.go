@@ -29,6 +29,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -61,7 +62,18 @@ func main() {
 	flag.IntVar(&o.backlog, "backlog", 1000000, "rows of the memory scenario")
 	flag.IntVar(&o.batch, "batch", 0, "eventkit RelayConfig.BatchSize (0: the default)")
 	flag.StringVar(&scen, "scenarios", "amqp,kafka,latency,overflow", "scenarios to run: amqp,kafka,latency,overflow,memory")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	o.scenarios = strings.Split(scen, ",")
 	o.pgURL, o.amqpURL = testenv.PostgresURL(), testenv.AMQPURL()
 
@@ -77,11 +89,20 @@ func main() {
 		log.Fatalf("PostgreSQL: %v", err)
 	}
 	b := &bench{o: o, db: db, reg: registry()}
+	exit := 0
+	defer func() {
+		if exit != 0 {
+			pprof.StopCPUProfile()
+			os.Exit(exit)
+		}
+	}()
 	for _, s := range o.scenarios {
 		var err error
 		switch strings.TrimSpace(s) {
 		case "amqp":
-			err = b.amqpDrain(ctx)
+			err = b.amqpDrain(ctx, false)
+		case "amqp-eventkit":
+			err = b.amqpDrain(ctx, true)
 		case "kafka":
 			err = b.kafkaDrain(ctx)
 		case "latency":
@@ -95,7 +116,8 @@ func main() {
 			err = fmt.Errorf("unknown scenario %q", s)
 		}
 		if err != nil {
-			log.Fatalf("%s: %v", s, err)
+			log.Printf("%s: %v", s, err)
+			exit = 1
 		}
 	}
 }
