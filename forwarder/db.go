@@ -313,10 +313,18 @@ func (t txExec) Exec(ctx context.Context, q string, args ...any) (pgconnTag, err
 
 // ---- the caller's transaction ----------------------------------------------
 
+// stdTx is a database/sql-style transaction of another type (sqlx.Tx).
+// Commit and Rollback tell it from a pool such as sqlx.DB.
+type stdTx interface {
+	stdQuerier
+	Commit() error
+	Rollback() error
+}
+
 // Tx is the caller's open transaction, in which Add writes the outbox rows:
 // a *sql.Tx, a pgx.Tx (from pgx.Conn.Begin or pgxpool.Pool.Begin), or any
-// value with database/sql's ExecContext and QueryContext methods that runs
-// inside a transaction (a wrapper such as sqlx.Tx). A
+// value with database/sql's ExecContext, QueryContext, Commit and Rollback
+// methods (a wrapper such as sqlx.Tx). A
 // *sql.DB, *sql.Conn, *pgx.Conn or pgx pool is refused with
 // ErrNotTransaction: writes through them would commit on their own.
 type Tx = any
@@ -337,7 +345,7 @@ func txQuerier(tx Tx) (querier, error) {
 			return nil, fmt.Errorf("%w: nil %T", ErrNotTransaction, tx)
 		}
 		return pgxQOf(txExec{t}), nil
-	case stdQuerier:
+	case stdTx:
 		return stdQ{t}, nil
 	default:
 		return nil, fmt.Errorf("%w: unsupported type %T", ErrNotTransaction, tx)

@@ -131,9 +131,19 @@ func TestOutbox_AddRefusesWhatIsNotATransaction(t *testing.T) {
 	require.ErrorIs(t, e.ob.Add(ctx, "tx", orders(0, 1)...), forwarder.ErrNotTransaction)
 	require.ErrorIs(t, e.ob.Bus(e.db).Publish(ctx, orders(0, 1)...), forwarder.ErrNotTransaction)
 
+	// A wrapper of *sql.Tx (like sqlx.Tx) is a transaction; one of *sql.DB
+	// (like sqlx.DB) is not.
+	type wrappedDB struct{ *sql.DB }
+	require.ErrorIs(t, e.ob.Add(ctx, wrappedDB{e.db}, orders(0, 1)...), forwarder.ErrNotTransaction)
+	type wrappedTx struct{ *sql.Tx }
+	wtx, err := e.db.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	require.NoError(t, e.ob.Add(ctx, wrappedTx{wtx}, orders(0, 1)...))
+	require.NoError(t, wtx.Rollback())
+
 	type Unregistered struct{}
 	tx := e.begin(ctx)
-	err := e.ob.Add(ctx, tx.raw, OrderCreated{Seq: 1}, Unregistered{})
+	err = e.ob.Add(ctx, tx.raw, OrderCreated{Seq: 1}, Unregistered{})
 	require.ErrorIs(t, err, events.ErrNotRegistered)
 	require.NoError(t, tx.commit())
 	require.Zero(t, e.stats().Pending, "nothing is written when one event is not registered")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/b2131a45/eventkit/cmd/eventkit-bench/internal/brokers"
 	"github.com/b2131a45/eventkit/cqrs"
 	"github.com/b2131a45/eventkit/forwarder"
+	"github.com/b2131a45/eventkit/transports"
 )
 
 // fill creates the outbox name and commits n events to it, 500 per
@@ -264,18 +264,80 @@ func (r *rabbit) count(queue string) (int, error) {
 	return q.Messages, err
 }
 
-func stockAMQP(url string, confirm bool, pool int) func() (message.Publisher, error) {
+// useTransports reports whether eventkit publishes through the transports
+// package (its AMQP topology: a fanout exchange per topic) rather than the
+// bench's own publishers (the default exchange, a queue per topic).
+func (b *bench) useTransports() bool { return b.o.publisher == "transports" }
+
+// queueOf is the queue that receives topic's messages.
+func (b *bench) queueOf(topic string) string {
+	if b.useTransports() {
+		return topic + "_bench"
+	}
+	return topic
+}
+
+// declare declares the topology of topic, its queue with args.
+func (b *bench) declare(r *rabbit, topic string, args amqp.Table) error {
+	if !b.useTransports() {
+		return r.declare(topic, args)
+	}
+	if err := r.ch.ExchangeDeclare(topic, "fanout", true, false, false, false, nil); err != nil {
+		return err
+	}
+	if err := r.declare(b.queueOf(topic), args); err != nil {
+		return err
+	}
+	return r.ch.QueueBind(b.queueOf(topic), "", topic, false, nil)
+}
+
+func (b *bench) undeclare(r *rabbit, topic string) {
+	_, _ = r.ch.QueueDelete(b.queueOf(topic), false, false, false)
+	if b.useTransports() {
+		_ = r.ch.ExchangeDelete(topic, false, false)
+	}
+}
+
+// stockAMQP is watermill-amqp on the same topology as eventkit's publisher.
+func (b *bench) stockAMQP(confirm bool, pool int) func() (message.Publisher, error) {
 	return func() (message.Publisher, error) {
-		cfg := wmamqp.NewDurableQueueConfig(url)
+		cfg := wmamqp.NewDurableQueueConfig(b.o.amqpURL)
+		if b.useTransports() {
+			cfg = wmamqp.NewDurablePubSubConfig(b.o.amqpURL, wmamqp.GenerateQueueNameTopicNameWithSuffix("bench"))
+		}
 		cfg.Publish.ConfirmDelivery = confirm
 		cfg.Publish.ChannelPoolSize = pool
 		return wmamqp.NewPublisher(cfg, watermill.NopLogger{})
 	}
 }
 
-func eventkitAMQP(url string) func() (message.Publisher, error) {
-	return func() (message.Publisher, error) { return brokers.NewAMQP(url), nil }
+// eventkitAMQP is the relay's publisher: transports.Open's, or the bench's.
+func (b *bench) eventkitAMQP() func() (message.Publisher, error) {
+	if b.useTransports() {
+		return b.transport(b.o.amqpURL)
+	}
+	return func() (message.Publisher, error) { return brokers.NewAMQP(b.o.amqpURL, false), nil }
 }
+
+// transport opens url with transports.Open; closing the publisher closes it.
+func (b *bench) transport(url string) func() (message.Publisher, error) {
+	return func() (message.Publisher, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		t, err := transports.Open(ctx, url)
+		if err != nil {
+			return nil, err
+		}
+		return transportPublisher{Publisher: t.Publisher(), t: t}, nil
+	}
+}
+
+type transportPublisher struct {
+	message.Publisher
+	t *transports.Transport
+}
+
+func (p transportPublisher) Close() error { return p.t.Close() }
 
 func (b *bench) amqpDrain(ctx context.Context, onlyEventkit bool) error {
 	r, err := dialRabbit(b.o.amqpURL)
@@ -284,19 +346,19 @@ func (b *bench) amqpDrain(ctx context.Context, onlyEventkit bool) error {
 	}
 	defer r.close()
 	topic := fmt.Sprintf("bench.amqp.%d", time.Now().UnixNano())
-	if err := r.declare(topic, nil); err != nil {
+	if err := b.declare(r, topic, nil); err != nil {
 		return err
 	}
-	defer func() { _, _ = r.ch.QueueDelete(topic, false, false, false) }()
-	reset := func() error { return r.purge(topic) }
-	check := func() (int, error) { return r.count(topic) }
+	defer b.undeclare(r, topic)
+	reset := func() error { return r.purge(b.queueOf(topic)) }
+	check := func() (int, error) { return r.count(b.queueOf(topic)) }
 
 	drainers := []drainer{
-		b.eventkitDrainer("eventkit relay (pipelined confirms)", eventkitAMQP(b.o.amqpURL)),
-		b.stockDrainer("stock, confirms, ChannelPoolSize 1", stockAMQP(b.o.amqpURL, true, 1)),
-		b.stockDrainer("stock, confirms, default pool", stockAMQP(b.o.amqpURL, true, 0)),
-		b.stockDrainer("stock, no confirms, ChannelPoolSize 1", stockAMQP(b.o.amqpURL, false, 1)),
-		b.stockDrainer("stock, no confirms, default pool", stockAMQP(b.o.amqpURL, false, 0)),
+		b.eventkitDrainer("eventkit relay (pipelined confirms)", b.eventkitAMQP()),
+		b.stockDrainer("stock, confirms, ChannelPoolSize 1", b.stockAMQP(true, 1)),
+		b.stockDrainer("stock, confirms, default pool", b.stockAMQP(true, 0)),
+		b.stockDrainer("stock, no confirms, ChannelPoolSize 1", b.stockAMQP(false, 1)),
+		b.stockDrainer("stock, no confirms, default pool", b.stockAMQP(false, 0)),
 	}
 	if onlyEventkit {
 		drainers = drainers[:1]
@@ -304,7 +366,7 @@ func (b *bench) amqpDrain(ctx context.Context, onlyEventkit bool) error {
 	results, inBroker := map[string][]float64{}, map[string][]float64{}
 	var raw []float64
 	n := b.o.events
-	fmt.Printf("\n== PostgreSQL outbox → RabbitMQ, %d events, %d runs ==\n", n, b.o.runs)
+	fmt.Printf("\n== PostgreSQL outbox → RabbitMQ, %d events, %d runs, eventkit publisher: %s ==\n", n, b.o.runs, b.o.publisher)
 	fmt.Printf("  (events/s until every row is marked, or acked by the stock forwarder; and until the queue holds every event)\n")
 	for run := 0; run < b.o.runs; run++ {
 		for _, d := range drainers {
@@ -355,7 +417,7 @@ func (b *bench) rawAMQP(topic string, n int, reset func() error, check func() (i
 		return 0, err
 	}
 	_ = bus
-	pub := brokers.NewAMQP(b.o.amqpURL)
+	pub := brokers.NewAMQP(b.o.amqpURL, b.useTransports())
 	defer pub.Close()
 	began := time.Now()
 	for i := 0; i < n; i += 1000 {
@@ -432,14 +494,14 @@ func (b *bench) kafkaDrain(ctx context.Context) error {
 	}
 
 	drainers := []drainer{
-		b.eventkitDrainer("eventkit relay (batched, acks=all)", func() (message.Publisher, error) { return brokers.NewKafka(addrs) }),
+		b.eventkitDrainer("eventkit relay (batched, acks=all)", b.eventkitKafka(addrs)),
 		b.stockDrainer("stock forwarder + watermill-kafka", func() (message.Publisher, error) {
 			return wmkafka.NewPublisher(wmkafka.PublisherConfig{Brokers: addrs, Marshaler: wmkafka.DefaultMarshaler{}}, watermill.NopLogger{})
 		}),
 	}
 	results := map[string][]float64{}
 	n := b.o.events
-	fmt.Printf("\n== PostgreSQL outbox → Kafka (kfake, in process), %d events, %d runs ==\n", n, b.o.runs)
+	fmt.Printf("\n== PostgreSQL outbox → Kafka (kfake, in process), %d events, %d runs, eventkit publisher: %s ==\n", n, b.o.runs, b.o.publisher)
 	for run := 0; run < b.o.runs; run++ {
 		for _, d := range drainers {
 			eps, _, err := b.drainOnce(ctx, d, topic, n, reset, check)
@@ -456,4 +518,9 @@ func (b *bench) kafkaDrain(ctx context.Context) error {
 	return nil
 }
 
-var errTimeout = errors.New("timed out")
+func (b *bench) eventkitKafka(addrs []string) func() (message.Publisher, error) {
+	if b.useTransports() {
+		return b.transport("kafka://" + strings.Join(addrs, ","))
+	}
+	return func() (message.Publisher, error) { return brokers.NewKafka(addrs) }
+}

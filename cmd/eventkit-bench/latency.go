@@ -14,8 +14,8 @@ import (
 // RabbitMQ consumer, for eventkit and for the stock forwarder.
 func (b *bench) latency(ctx context.Context) error {
 	variants := []drainer{
-		b.eventkitDrainer("eventkit relay", eventkitAMQP(b.o.amqpURL)),
-		b.stockDrainer("stock forwarder (confirms, pool 1)", stockAMQP(b.o.amqpURL, true, 1)),
+		b.eventkitDrainer("eventkit relay", b.eventkitAMQP()),
+		b.stockDrainer("stock forwarder (confirms, pool 1)", b.stockAMQP(true, 1)),
 	}
 	fmt.Printf("\n== commit → consumer latency, %d events/s for %v, %d runs ==\n", b.o.rate, b.o.duration, b.o.runs)
 	p50s, p99s := map[string][]float64{}, map[string][]float64{}
@@ -51,17 +51,22 @@ func (b *bench) latencyOnce(ctx context.Context, d drainer) (p50, p99 float64, n
 		return 0, 0, 0, err
 	}
 	defer r.close()
-	if err := r.declare(topic, nil); err != nil {
+	if err := b.declare(r, topic, nil); err != nil {
 		return 0, 0, 0, err
 	}
-	defer func() { _, _ = r.ch.QueueDelete(topic, false, false, false) }()
+	defer b.undeclare(r, topic)
 
 	total := int(b.o.duration.Seconds() * float64(b.o.rate))
 	committed := make([]time.Time, total)
 	received := make([]time.Time, total)
 	var mu sync.Mutex
 	arrived := 0
-	deliveries, err := r.ch.Consume(topic, "", true, false, false, false, nil)
+	cons, err := dialRabbit(b.o.amqpURL)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer cons.close()
+	deliveries, err := cons.ch.Consume(b.queueOf(topic), "", true, false, false, false, nil)
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -125,8 +130,7 @@ func (b *bench) latencyOnce(ctx context.Context, d drainer) (p50, p99 float64, n
 		time.Sleep(10 * time.Millisecond)
 	}
 	stop()
-	_ = r.ch.Cancel("", false)
-	_ = r.conn.Close()
+	_ = cons.conn.Close()
 	<-consumed
 
 	mu.Lock()

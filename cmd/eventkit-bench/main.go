@@ -47,6 +47,7 @@ type options struct {
 	duration  time.Duration
 	backlog   int
 	batch     int
+	publisher string
 	scenarios []string
 	pgURL     string
 	amqpURL   string
@@ -61,6 +62,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of the latency scenario")
 	flag.IntVar(&o.backlog, "backlog", 1000000, "rows of the memory scenario")
 	flag.IntVar(&o.batch, "batch", 0, "eventkit RelayConfig.BatchSize (0: the default)")
+	flag.StringVar(&o.publisher, "publisher", "transports", "eventkit's publisher: transports (transports.Open) or builtin (the bench's own)")
 	flag.StringVar(&scen, "scenarios", "amqp,kafka,latency,overflow", "scenarios to run: amqp,kafka,latency,overflow,memory")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
@@ -75,6 +77,9 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 	o.scenarios = strings.Split(scen, ",")
+	if o.publisher != "transports" && o.publisher != "builtin" {
+		log.Fatalf("-publisher %q: want transports or builtin", o.publisher)
+	}
 	o.pgURL, o.amqpURL = testenv.PostgresURL(), testenv.AMQPURL()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)

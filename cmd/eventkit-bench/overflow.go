@@ -17,8 +17,8 @@ import (
 func (b *bench) overflow(ctx context.Context) error {
 	const n = 2000
 	variants := []drainer{
-		b.stockDrainer("stock forwarder, no confirms (pool 1)", stockAMQP(b.o.amqpURL, false, 1)),
-		b.eventkitDrainer("eventkit relay", eventkitAMQP(b.o.amqpURL)),
+		b.stockDrainer("stock forwarder, no confirms (pool 1)", b.stockAMQP(false, 1)),
+		b.eventkitDrainer("eventkit relay", b.eventkitAMQP()),
 	}
 	fmt.Printf("\n== queue overflow (max-length 100, reject-publish, slow consumer), %d events ==\n", n)
 	for _, v := range variants {
@@ -47,14 +47,19 @@ func (b *bench) overflowOnce(ctx context.Context, d drainer, n int) (lost int, t
 		return 0, 0, err
 	}
 	defer r.close()
-	if err := r.declare(topic, amqp.Table{"x-max-length": int32(100), "x-overflow": "reject-publish"}); err != nil {
+	if err := b.declare(r, topic, amqp.Table{"x-max-length": int32(100), "x-overflow": "reject-publish"}); err != nil {
 		return 0, 0, err
 	}
-	defer func() { _, _ = r.ch.QueueDelete(topic, false, false, false) }()
-	if err := r.ch.Qos(20, 0, false); err != nil {
+	defer b.undeclare(r, topic)
+	cons, err := dialRabbit(b.o.amqpURL)
+	if err != nil {
 		return 0, 0, err
 	}
-	deliveries, err := r.ch.Consume(topic, "", false, false, false, false, nil)
+	defer cons.close()
+	if err := cons.ch.Qos(20, 0, false); err != nil {
+		return 0, 0, err
+	}
+	deliveries, err := cons.ch.Consume(b.queueOf(topic), "", false, false, false, false, nil)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -93,7 +98,7 @@ func (b *bench) overflowOnce(ctx context.Context, d drainer, n int) (lost int, t
 		got := len(seen)
 		mu.Unlock()
 		if got == n || ok {
-			if q, err := r.ch.QueueDeclarePassive(topic, true, false, false, false, nil); err == nil && q.Messages == 0 && ok {
+			if q, err := r.ch.QueueDeclarePassive(b.queueOf(topic), true, false, false, false, nil); err == nil && q.Messages == 0 && ok {
 				time.Sleep(200 * time.Millisecond) // the consumer's prefetch
 				break
 			}
@@ -102,7 +107,7 @@ func (b *bench) overflowOnce(ctx context.Context, d drainer, n int) (lost int, t
 	}
 	took = time.Since(began)
 	stop()
-	_ = r.conn.Close()
+	_ = cons.conn.Close()
 	<-consumed
 	mu.Lock()
 	defer mu.Unlock()

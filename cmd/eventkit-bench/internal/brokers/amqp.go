@@ -18,12 +18,14 @@ import (
 const UUIDHeader = "_watermill_message_uuid"
 
 // AMQP publishes to the default exchange with the topic as routing key (a
-// durable queue per topic, declared by the caller), persistent, mandatory,
+// durable queue per topic, declared by the caller) or to a fanout exchange
+// named after the topic, persistent, mandatory,
 // and pipelines publisher confirms: one Publish call sends every message,
 // then waits for all confirms. A lost connection is dialed again on the
 // next Publish.
 type AMQP struct {
-	url string
+	url    string
+	fanout bool
 
 	mu      sync.Mutex
 	conn    *amqp.Connection
@@ -32,8 +34,9 @@ type AMQP struct {
 	closed  bool
 }
 
-// NewAMQP returns a publisher for url; it connects on first use.
-func NewAMQP(url string) *AMQP { return &AMQP{url: url} }
+// NewAMQP returns a publisher for url; it connects on first use. With
+// fanout it publishes to the exchange named after the topic instead.
+func NewAMQP(url string, fanout bool) *AMQP { return &AMQP{url: url, fanout: fanout} }
 
 // PublishError names the messages the broker did not confirm.
 type PublishError struct {
@@ -116,7 +119,11 @@ func (p *AMQP) Publish(topic string, msgs ...*message.Message) error {
 			headers[k] = v
 		}
 		headers[UUIDHeader] = m.UUID
-		dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, "", topic, true, false, amqp.Publishing{
+		exchange, key := "", topic
+		if p.fanout {
+			exchange, key = topic, ""
+		}
+		dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, amqp.Publishing{
 			Headers:      headers,
 			MessageId:    m.UUID,
 			DeliveryMode: amqp.Persistent,
