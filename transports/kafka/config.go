@@ -63,8 +63,9 @@ type Config struct {
 	// delivered again. Defaults to NackResendIntervalDefault.
 	NackResendInterval time.Duration
 
-	// Logger receives the subscribers' events (watermill-kafka's log).
-	// Passwords are masked. Defaults to discarding.
+	// Logger receives the subscribers' events: subscriptions starting and
+	// stopping at Debug, consumer-group errors at Error. Passwords are
+	// masked. Defaults to discarding.
 	Logger *slog.Logger
 }
 
@@ -162,5 +163,31 @@ func (c Config) sarama() *sarama.Config {
 	sc.Consumer.Return.Errors = true
 	sc.Consumer.Group.Session.Timeout = c.SessionTimeout
 	sc.Consumer.Group.Heartbeat.Interval = c.HeartbeatInterval
+	return sc
+}
+
+// joinGroupMargin is how much longer than the rebalance timeout a consumer
+// waits for the coordinator's answer to JoinGroup, as Kafka's Java client
+// does (rebalance.timeout.ms + 5s).
+const joinGroupMargin = 5 * time.Second
+
+// consumerSarama returns the Sarama configuration of a subscription's
+// consumer group. c must have its defaults.
+func (c Config) consumerSarama() *sarama.Config {
+	sc := c.sarama()
+	// The coordinator answers JoinGroup only once every member has rejoined,
+	// which may take up to the rebalance timeout (Sarama's default: 60s).
+	// Sarama bounds every response by Net.ReadTimeout (30s), so a join
+	// waiting on a slow member failed, the member rejoined and, on kfake,
+	// restarted the rebalance's wait. Sarama has no per-request timeout
+	// (IBM/sarama#2820): let the read timeout cover the rebalance timeout.
+	sc.Net.ReadTimeout = max(sc.Net.ReadTimeout, sc.Consumer.Group.Rebalance.Timeout+joinGroupMargin)
+	// The subscription drains Sarama's per-partition channel as fast as
+	// Sarama fills it (see backlog), so a send on it only waits for the
+	// scheduler. Sarama's default of 100ms is meant for application
+	// processing; under load a starved goroutine could exceed it, and
+	// Sarama v1.48 can then send on a closed channel when the partition is
+	// released at the same moment (fixed upstream by IBM/sarama#3630).
+	sc.Consumer.MaxProcessingTime = time.Second
 	return sc
 }

@@ -1,7 +1,7 @@
 // Package kafka is the Kafka transport: a batching, idempotent producer and
-// consumer-group subscribers, on IBM/sarama and watermill-kafka (v3), in
-// watermill-kafka's wire format so that stock watermill-kafka publishers
-// and subscribers interoperate with it.
+// consumer-group subscribers, on IBM/sarama, in watermill-kafka's (v3) wire
+// format so that stock watermill-kafka publishers and subscribers
+// interoperate with it.
 //
 // # Publishing
 //
@@ -28,7 +28,17 @@
 // commit can come again after a crash or a rebalance. A nacked message is
 // delivered again after Config.NackResendInterval, blocking its partition.
 // Order holds per partition, hence per partition key; there is no order
-// between partitions.
+// between partitions. A received message's context carries its Kafka key,
+// partition, offset and timestamp (MessageKeyFromCtx and the like).
+//
+// Each Subscribe call is a member of the group, and a member joining or
+// leaving rebalances the group: every member ends its session and rejoins
+// before any gets partitions again. A subscription ends its session as soon
+// as its next heartbeat (Config.HeartbeatInterval) tells it of the
+// rebalance, even when nobody reads its channel: a message not yet taken is
+// left to the partition's next owner. A message taken and not yet acked
+// holds the rebalance until it is acked or nacked, for at most Sarama's
+// rebalance timeout (60s), after which the coordinator expels the member.
 //
 // # Close
 //

@@ -2,27 +2,36 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/IBM/sarama"
-	wmkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/b2131a45/eventkit/transports/internal/errs"
 	"github.com/b2131a45/eventkit/transports/internal/redact"
-	"github.com/b2131a45/eventkit/transports/internal/wmlog"
 )
 
 // ErrNoGroup is returned for an empty consumer group name.
 var ErrNoGroup = errs.ErrNoGroup
 
-// Subscriber is a member of a Kafka consumer group: watermill-kafka's
-// subscriber configured for safe integration-event consumption (oldest
-// offset for new groups, the group name as consumer group).
+// Subscriber is a member of a Kafka consumer group: each Subscribe joins
+// the group with its own Sarama consumer group client, starting at the
+// oldest offset when the group has none committed.
 type Subscriber struct {
-	sub     *wmkafka.Subscriber
+	cfg     Config // with defaults
+	group   string
 	secrets redact.Secrets
+	log     *slog.Logger
+
+	// ctx ends when the subscriber closes; every subscription's context
+	// derives from it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	mu     sync.Mutex
 	closed bool
@@ -39,26 +48,20 @@ func NewSubscriber(cfg Config, group string) (*Subscriber, error) {
 	}
 	cfg = cfg.withDefaults()
 	secrets := redact.New(cfg.Password)
-	sub, err := wmkafka.NewSubscriber(wmkafka.SubscriberConfig{
-		Brokers:               cfg.Brokers,
-		Unmarshaler:           marshaler{},
-		OverwriteSaramaConfig: cfg.sarama(),
-		ConsumerGroup:         group,
-		NackResendSleep:       cfg.NackResendInterval,
-		ReconnectRetrySleep:   cfg.DialTimeout / 10,
-		InitializeTopicDetails: &sarama.TopicDetail{
-			NumPartitions:     cfg.Partitions,
-			ReplicationFactor: cfg.ReplicationFactor,
-		},
-	}, wmlog.Adapter(secrets.Logger(cfg.Logger)))
-	if err != nil {
-		return nil, fmt.Errorf("kafka: %w", err)
-	}
-	return &Subscriber{sub: sub, secrets: secrets}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Subscriber{
+		cfg:     cfg,
+		group:   group,
+		secrets: secrets,
+		log:     secrets.Logger(cfg.Logger).With("consumer_group", group),
+		ctx:     ctx,
+		cancel:  cancel,
+	}, nil
 }
 
 // Subscribe joins the group on topic and delivers its messages on the
-// returned channel, one at a time per partition. The channel closes when
+// returned channel, one at a time per partition: the next message of a
+// partition comes once the previous one is acked. The channel closes when
 // ctx ends or the subscriber closes.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	s.mu.Lock()
@@ -66,17 +69,85 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	if s.closed {
 		return nil, ErrClosed
 	}
-	msgs, err := s.sub.Subscribe(ctx, topic)
+	group, err := sarama.NewConsumerGroup(s.cfg.Brokers, s.group, s.cfg.consumerSarama())
 	if err != nil {
 		return nil, s.secrets.Error(fmt.Errorf("kafka: subscribe to %q: %w", topic, err))
 	}
-	return msgs, nil
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.ctx, cancel)
+	out := make(chan *message.Message)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer cancel()
+		defer stop()
+		s.consume(ctx, topic, group, out)
+	}()
+	return out, nil
+}
+
+// consume runs the group's sessions on topic until ctx ends, then leaves
+// the group and closes out.
+func (s *Subscriber) consume(ctx context.Context, topic string, group sarama.ConsumerGroup, out chan *message.Message) {
+	defer close(out)
+	log := s.log.With("topic", topic)
+	log.Debug("kafka: subscription started")
+
+	errorsDone := make(chan struct{})
+	go func() {
+		defer close(errorsDone)
+		for err := range group.Errors() {
+			log.Error("kafka: consumer group error", "err", err)
+		}
+	}()
+
+	h := &handler{
+		ctx:        ctx,
+		group:      group,
+		out:        out,
+		nackResend: s.cfg.NackResendInterval,
+		log:        log,
+	}
+	retry := s.cfg.DialTimeout / 10
+	for ctx.Err() == nil {
+		// Consume returns at the end of each session (a rebalance):
+		// run it again to rejoin.
+		err := group.Consume(ctx, []string{topic}, h)
+		if err == nil || ctx.Err() != nil {
+			continue
+		}
+		if errors.Is(err, sarama.ErrClosedConsumerGroup) {
+			break
+		}
+		log.Error("kafka: consume failed, retrying", "err", err, "retry_in", retry)
+		select {
+		case <-ctx.Done():
+		case <-time.After(retry):
+		}
+	}
+
+	// Sessions commit their marked offsets when they end; Close leaves the
+	// group and closes the client.
+	if err := group.Close(); err != nil {
+		log.Debug("kafka: close consumer group", "err", err)
+	}
+	<-errorsDone
+	log.Debug("kafka: subscription stopped")
 }
 
 // SubscribeInitialize creates topic with Config.Partitions and
 // Config.ReplicationFactor if it does not exist.
-func (s *Subscriber) SubscribeInitialize(topic string) error {
-	if err := s.sub.SubscribeInitialize(topic); err != nil {
+func (s *Subscriber) SubscribeInitialize(topic string) (err error) {
+	admin, err := sarama.NewClusterAdmin(s.cfg.Brokers, s.cfg.sarama())
+	if err != nil {
+		return s.secrets.Error(fmt.Errorf("kafka: create topic %q: %w", topic, err))
+	}
+	defer func() { _ = admin.Close() }()
+	err = admin.CreateTopic(topic, &sarama.TopicDetail{
+		NumPartitions:     s.cfg.Partitions,
+		ReplicationFactor: s.cfg.ReplicationFactor,
+	}, false)
+	if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
 		return s.secrets.Error(fmt.Errorf("kafka: create topic %q: %w", topic, err))
 	}
 	return nil
@@ -88,7 +159,9 @@ func (s *Subscriber) Close() error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	return s.secrets.Error(s.sub.Close())
+	s.cancel()
+	s.wg.Wait()
+	return nil
 }
 
 var (
