@@ -27,6 +27,18 @@ func AMQPURL() string {
 	return env("EVENTKIT_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 }
 
+// AMQPFaultURL is the RabbitMQ node that fault-injection tests stop and
+// start (.ci/rabbitmq-fault-node starts it), so that the shared node of
+// every other test stays up.
+func AMQPFaultURL() string {
+	return env("EVENTKIT_AMQP_FAULT_URL", "amqp://guest:guest@127.0.0.1:5673/")
+}
+
+// AMQPFaultNode is the Erlang node name of AMQPFaultURL, for rabbitmqctl -n.
+func AMQPFaultNode() string {
+	return env("EVENTKIT_RABBITMQ_FAULT_NODE", "eventkit-fault@localhost")
+}
+
 // InCI reports whether the tests run under CI (CI set to anything but "" or "false").
 func InCI() bool {
 	v := strings.ToLower(os.Getenv("CI"))
