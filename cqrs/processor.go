@@ -1,6 +1,7 @@
 package cqrs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,10 @@ type ProcessorConfig struct {
 	// Logger receives debug lines for skipped messages. Defaults to
 	// discarding.
 	Logger *slog.Logger
+	// BrokerHealth, if set, is checked by Health: whether the broker is
+	// reachable. transports.Transport.Health fits. Defaults to nil (not
+	// checked).
+	BrokerHealth func(ctx context.Context) error
 }
 
 // Processor adds typed handlers to a Watermill router.
@@ -38,6 +43,8 @@ type Processor struct {
 	topic   TopicFunc
 	log     *slog.Logger
 	skipped atomic.Int64
+
+	brokerHealth func(ctx context.Context) error
 
 	mu    sync.Mutex
 	names map[string]bool
@@ -60,7 +67,8 @@ func NewProcessor(router *message.Router, subscribers SubscriberFactory, cfg Pro
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Processor{router: router, subs: subscribers, reg: cfg.Registry, topic: cfg.Topic, log: cfg.Logger, names: map[string]bool{}}, nil
+	return &Processor{router: router, subs: subscribers, reg: cfg.Registry, topic: cfg.Topic, log: cfg.Logger, names: map[string]bool{},
+		brokerHealth: cfg.BrokerHealth}, nil
 }
 
 // AddHandlers adds each handler to the router as a consumer handler named

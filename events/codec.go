@@ -2,7 +2,9 @@ package events
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 )
@@ -26,9 +28,18 @@ var Protobuf Codec = protobufCodec{}
 
 type jsonCodec struct{}
 
-func (jsonCodec) ContentType() string                { return "application/json" }
-func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
-func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+func (jsonCodec) ContentType() string           { return "application/json" }
+func (jsonCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// Unmarshal rejects a payload that is not valid UTF-8, as JSON must be
+// (RFC 8259), instead of letting encoding/json replace the bad bytes with
+// U+FFFD and hand the handler altered text.
+func (jsonCodec) Unmarshal(data []byte, v any) error {
+	if !utf8.Valid(data) {
+		return errors.New("payload is not valid UTF-8, as JSON must be")
+	}
+	return json.Unmarshal(data, v)
+}
 
 type protobufCodec struct{}
 

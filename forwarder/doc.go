@@ -87,4 +87,15 @@
 // error with Unavailable() bool returning true. Stock Watermill publishers
 // work too: the relay then finds out by publishing one message at a time.
 // See IsUnavailable.
+//
+// # Observability
+//
+// OutboxConfig.TracerProvider turns on OpenTelemetry tracing: Add starts a
+// producer "create" span per event and stores its W3C trace context in the
+// event's traceparent/tracestate metadata, which the row keeps; the relay
+// starts a "send" span per publish call linked to those, and the consumer's
+// span (middleware.Tracing) continues the trace. RelayConfig.Observer
+// receives batch sizes, publish outcomes and confirm latencies (package
+// metrics implements it); Outbox.Stats and Outbox.Lag give the counters and
+// the lag; Relay.Health is for health endpoints. See docs/observability.md.
 package forwarder

@@ -13,9 +13,11 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/b2131a45/eventkit/cqrs"
 	"github.com/b2131a45/eventkit/events"
+	"github.com/b2131a45/eventkit/internal/tracing"
 )
 
 // Defaults of OutboxConfig.
@@ -64,6 +66,16 @@ type OutboxConfig struct {
 	// Logger receives the outbox's and its relays' logs. Defaults to
 	// discarding. Payloads and connection strings are never logged.
 	Logger *slog.Logger
+	// TracerProvider turns on OpenTelemetry tracing: Add starts a producer
+	// "create" span per event and stores its W3C trace context
+	// (events.KeyTraceParent, events.KeyTraceState) in the event's
+	// metadata, and relays of this outbox start a "send" span per publish
+	// linked to those. Defaults to nil: tracing off, nothing added.
+	TracerProvider trace.TracerProvider
+	// MessagingSystem is the messaging.system attribute of the spans, e.g.
+	// "rabbitmq" or "kafka" (transports.Transport.MessagingSystem).
+	// Defaults to "" (attribute left out).
+	MessagingSystem string
 }
 
 var validOutboxName = regexp.MustCompile(`^[a-z0-9_]{1,40}$`)
@@ -107,6 +119,8 @@ type Outbox struct {
 	s   schema
 	enc *cqrs.Bus // encodes events; never publishes
 	log *slog.Logger
+
+	tracer trace.Tracer // nil when tracing is off
 }
 
 // NewOutbox returns an outbox stored in db, a PostgreSQL, MySQL/MariaDB or
@@ -151,11 +165,12 @@ func newOutbox(db database, cfg OutboxConfig) (*Outbox, error) {
 		return nil, fmt.Errorf("forwarder: %w", err)
 	}
 	return &Outbox{
-		db:  db,
-		cfg: cfg,
-		s:   newSchema(cfg.Dialect, cfg.Name),
-		enc: enc,
-		log: cfg.Logger.With(slog.String("outbox", cfg.Name)),
+		db:     db,
+		cfg:    cfg,
+		s:      newSchema(cfg.Dialect, cfg.Name),
+		enc:    enc,
+		log:    cfg.Logger.With(slog.String("outbox", cfg.Name)),
+		tracer: tracing.Tracer(cfg.TracerProvider),
 	}, nil
 }
 
@@ -298,7 +313,9 @@ func (o *Outbox) Bus(tx Tx) *cqrs.Bus {
 	return bus
 }
 
-func (o *Outbox) insert(ctx context.Context, q querier, msgs []*message.Message, topics []string) error {
+func (o *Outbox) insert(ctx context.Context, q querier, msgs []*message.Message, topics []string) (err error) {
+	endSpans := o.traceCreate(ctx, msgs, topics) // injects the trace context before wrap
+	defer func() { endSpans(err) }()
 	per := 4
 	if o.cfg.Dialect == SQLite {
 		per = 5

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/b2131a45/eventkit/events"
+	"github.com/b2131a45/eventkit/internal/tracing"
 )
 
 // Defaults of RelayConfig.
@@ -73,6 +75,24 @@ type RelayConfig struct {
 	Unavailable func(error) bool
 	// Logger receives the relay's logs. Defaults to the outbox's logger.
 	Logger *slog.Logger
+	// TracerProvider traces publishes: one producer "send" span per publish
+	// call, linked to the "create" spans of its events. Defaults to the
+	// outbox's OutboxConfig.TracerProvider (nil: off).
+	TracerProvider trace.TracerProvider
+	// MessagingSystem is the messaging.system attribute of the spans.
+	// Defaults to the outbox's OutboxConfig.MessagingSystem.
+	MessagingSystem string
+	// Observer receives batch sizes, publish outcomes and latencies and
+	// parked rows, for metrics (a *metrics.Metrics). Defaults to nil
+	// (none).
+	Observer RelayObserver
+	// HealthMaxLag makes Health fail when the oldest pending event has
+	// waited longer than this. Defaults to 0: lag not checked.
+	HealthMaxLag time.Duration
+	// BrokerHealth, if set, is checked by Health too, so that a broker lost
+	// while the outbox is idle shows. transports.Transport.Health fits.
+	// Defaults to nil: Health knows the broker only from the last publish.
+	BrokerHealth func(ctx context.Context) error
 }
 
 func (c *RelayConfig) setDefaults(ob *Outbox) {
@@ -100,6 +120,12 @@ func (c *RelayConfig) setDefaults(ob *Outbox) {
 	if c.Logger == nil {
 		c.Logger = ob.cfg.Logger
 	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = ob.cfg.TracerProvider
+	}
+	if c.MessagingSystem == "" {
+		c.MessagingSystem = ob.cfg.MessagingSystem
+	}
 }
 
 func (c RelayConfig) validate() error {
@@ -123,6 +149,8 @@ func (c RelayConfig) validate() error {
 		return bad("TakeoverInterval", "is negative", c.TakeoverInterval)
 	case c.StopTimeout < 0:
 		return bad("StopTimeout", "is negative", c.StopTimeout)
+	case c.HealthMaxLag < 0:
+		return bad("HealthMaxLag", "is negative", c.HealthMaxLag)
 	}
 	return nil
 }
@@ -136,6 +164,11 @@ type Relay struct {
 	log     *slog.Logger
 	id      string
 	running atomic.Bool
+	tracer  trace.Tracer // nil when tracing is off
+
+	// outageSince is when the current broker outage began (unix nanos), 0
+	// when the broker is available; Health reads it.
+	outageSince atomic.Int64
 }
 
 // NewRelay returns a relay publishing the rows of ob with pub. pub must
@@ -165,11 +198,12 @@ func NewRelay(ob *Outbox, pub message.Publisher, cfg RelayConfig) (*Relay, error
 		return nil, fmt.Errorf("forwarder: relay id: %w", err)
 	}
 	return &Relay{
-		ob:  ob,
-		pub: pub,
-		cfg: cfg,
-		log: cfg.Logger.With(slog.String("outbox", ob.cfg.Name), slog.String("relay", id)),
-		id:  id,
+		ob:     ob,
+		pub:    pub,
+		cfg:    cfg,
+		log:    cfg.Logger.With(slog.String("outbox", ob.cfg.Name), slog.String("relay", id)),
+		id:     id,
+		tracer: tracing.Tracer(cfg.TracerProvider),
 	}, nil
 }
 
@@ -185,6 +219,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		return ErrRelayRunning
 	}
 	defer r.running.Store(false)
+	defer r.outageSince.Store(0)
 	backoff := r.cfg.RetryInterval
 	standby := false
 	for ctx.Err() == nil {
@@ -351,6 +386,9 @@ func (r *Relay) lead(ctx context.Context, l *leader) (err error) {
 		}
 		heldWait = time.Millisecond
 		poll = r.cfg.MinPollInterval
+		if r.cfg.Observer != nil {
+			r.cfg.Observer.BatchRead(r.ob.cfg.Name, len(batch))
+		}
 		full := len(batch) == r.cfg.BatchSize
 		if full && batch[0].attempts == 0 && streak+1 < cursorReset {
 			prefetch = make(chan fetched, 1)
@@ -387,6 +425,7 @@ func (r *Relay) lead(ctx context.Context, l *leader) (err error) {
 			level := slog.LevelDebug
 			if outage == 0 {
 				level = slog.LevelWarn // once per outage, not per retry
+				r.outageSince.CompareAndSwap(0, time.Now().UnixNano())
 			}
 			if res.confirmed > 0 {
 				// Back-pressure with progress (a queue that drains): keep
@@ -403,6 +442,7 @@ func (r *Relay) lead(ctx context.Context, l *leader) (err error) {
 			r.log.Info("eventkit: broker available again; relay resumed")
 			outage = 0
 		}
+		r.outageSince.Store(0) // for Health: this round reached the broker
 		if res.retryAttempts > 0 {
 			sleep(ctx, min(r.cfg.RetryInterval<<min(res.retryAttempts-1, 20), r.cfg.MaxBackoff))
 		}
@@ -564,8 +604,15 @@ func (r *Relay) relayBatch(ctx context.Context, batch []*row) (batchResult, []*r
 		attempt := rj.r.attempts + 1
 		attrs := []any{slog.String("event_id", rj.r.uuid), slog.String("topic", rj.r.topic),
 			slog.Int("attempt", attempt), slogErr(rj.err)}
+		if m := rj.r.msg; m != nil {
+			attrs = append(attrs, slog.String("event_name", m.Metadata.Get(events.KeyName)),
+				slog.String("correlation_id", m.Metadata.Get(events.KeyCorrelationID)))
+		}
 		if attempt >= maxAttempts {
 			r.log.Error("eventkit: event parked as failed", attrs...)
+			if r.cfg.Observer != nil {
+				r.cfg.Observer.Parked(r.ob.cfg.Name, rj.r.topic)
+			}
 		} else {
 			r.log.Warn("eventkit: broker rejected event; retrying", attrs...)
 			res.retryAttempts = max(res.retryAttempts, attempt)
@@ -633,7 +680,7 @@ func (r *Relay) publishGroup(ctx context.Context, rows []*row) (confirmed []*row
 		rw.msg.SetContext(ctx)
 		msgs[i] = rw.msg
 	}
-	err := r.pub.Publish(topic, msgs...)
+	err := r.publish(ctx, topic, msgs...)
 	if err == nil {
 		return rows, nil, nil
 	}
@@ -674,7 +721,7 @@ func (r *Relay) publishGroup(ctx context.Context, rows []*row) (confirmed []*row
 	// single publish fails at once.
 	var unattributed []rejection
 	for _, rw := range rows {
-		err := r.pub.Publish(topic, rw.msg)
+		err := r.publish(ctx, topic, rw.msg)
 		switch {
 		case err == nil:
 			confirmed = append(confirmed, rw)
@@ -700,4 +747,29 @@ func (r *Relay) publishGroup(ctx context.Context, rows []*row) (confirmed []*row
 		return confirmed, rejected, unattributed[0].err
 	}
 	return confirmed, rejected, nil
+}
+
+// publish publishes msgs to topic with the relay's publisher, in a span
+// when tracing is on, and reports the outcome to the observer.
+func (r *Relay) publish(ctx context.Context, topic string, msgs ...*message.Message) error {
+	if r.tracer == nil && r.cfg.Observer == nil {
+		return r.pub.Publish(topic, msgs...)
+	}
+	end := r.tracePublish(ctx, topic, msgs)
+	start := time.Now()
+	err := r.pub.Publish(topic, msgs...)
+	took := time.Since(start)
+	end(err)
+	if r.cfg.Observer != nil {
+		confirmed := len(msgs)
+		if err != nil {
+			confirmed = 0
+			var nc notConfirmed
+			if errors.As(err, &nc) {
+				confirmed = max(len(msgs)-len(nc.NotConfirmed()), 0)
+			}
+		}
+		r.cfg.Observer.Published(r.ob.cfg.Name, topic, len(msgs), confirmed, took, err)
+	}
+	return err
 }

@@ -233,8 +233,14 @@ func TestRelay_TwoRelaysLoseNothingAndDuplicateNothing(t *testing.T) {
 			require.NoError(t, err)
 
 			b1, b2 := &memBroker{}, &memBroker{}
-			r1 := e.start(b1, fastRelay())
-			r2 := other.start(b2, fastRelay())
+			// A stopped relay releases its SQLite lease at once; a long
+			// lease keeps a relay starved of CPU by the parallel tests
+			// from losing it mid-batch (which is a takeover, and
+			// duplicates a batch, as at-least-once allows).
+			relayCfg := fastRelay()
+			relayCfg.LeaseTTL = 10 * time.Second
+			r1 := e.start(b1, relayCfg)
+			r2 := other.start(b2, relayCfg)
 
 			const total = 600
 			for i := 0; i < total/2; i += 30 {

@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,9 @@ type DeduplicateConfig struct {
 	// Logger receives a debug line per duplicate. Defaults to
 	// slog.Default().
 	Logger *slog.Logger
+	// OnDuplicate, if set, is called with the message context for each
+	// duplicate dropped. Use it for metrics.
+	OnDuplicate func(ctx context.Context)
 }
 
 // Deduplicate drops messages whose event the handler already handled. See
@@ -82,6 +86,9 @@ func (d *Deduplicate) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		claim, err := d.store.Claim(ctx, key)
 		if errors.Is(err, ErrDuplicate) {
 			d.dups.Add(1)
+			if d.cfg.OnDuplicate != nil {
+				d.cfg.OnDuplicate(ctx)
+			}
 			d.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "eventkit: duplicate dropped", attrsOf(msg)...)
 			return nil, nil
 		}

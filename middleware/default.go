@@ -1,12 +1,14 @@
 package middleware
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // RedeliveryMarginDefault is the default DefaultConfig.RedeliveryMargin.
@@ -46,6 +48,17 @@ type DefaultConfig struct {
 	// no logger, and is the base of LoggerFromContext. Defaults to
 	// slog.Default().
 	Logger *slog.Logger
+	// TracerProvider turns on tracing: the chain starts with a Tracing
+	// middleware (a consumer span per delivery, continuing the producer's
+	// trace from the message metadata). Defaults to nil: tracing off.
+	TracerProvider trace.TracerProvider
+	// MessagingSystem is TracingConfig.MessagingSystem.
+	MessagingSystem string
+	// Observer receives the chain's measurements (handler durations and
+	// errors, retries, dead letters, duplicates) for metrics: Default
+	// wires it into Retry, PoisonQueue and Deduplicate and adds Measure
+	// around the handler. Defaults to nil (none).
+	Observer Observer
 }
 
 func (c DefaultConfig) withDefaults() DefaultConfig {
@@ -60,6 +73,15 @@ func (c DefaultConfig) withDefaults() DefaultConfig {
 	}
 	if c.Retry.Logger == nil {
 		c.Retry.Logger = c.Logger
+	}
+	if obs := c.Observer; obs != nil {
+		onRetry := c.Retry.OnRetry
+		c.Retry.OnRetry = func(ctx context.Context, attempt int, err error, delay time.Duration) {
+			if onRetry != nil {
+				onRetry(ctx, attempt, err, delay)
+			}
+			obs.Retried(ctx, attempt)
+		}
 	}
 	return c
 }
@@ -85,8 +107,11 @@ type Chain struct {
 	PoisonQueue *PoisonQueue
 	Retry       *Retry
 	Deduplicate *Deduplicate
+	// Tracing is nil when DefaultConfig.TracerProvider is not set.
+	Tracing *Tracing
 
-	timeout time.Duration
+	timeout  time.Duration
+	observer Observer
 }
 
 // Default returns the recommended consumer chain, validated. Add it with
@@ -116,12 +141,24 @@ func Default(cfg DefaultConfig) (*Chain, error) {
 	if err != nil {
 		return nil, err
 	}
-	pq, err := NewPoisonQueue(cfg.Publisher, PoisonQueueConfig{
+	pqCfg := PoisonQueueConfig{
 		Topic:       cfg.DeadLetterTopic,
 		Subscribers: cfg.Subscribers,
 		Group:       cfg.DeadLetterGroup,
 		Logger:      cfg.Logger,
-	})
+	}
+	dedupCfg := DeduplicateConfig{InTx: cfg.InTx, Logger: cfg.Logger}
+	if cfg.Observer != nil {
+		pqCfg.OnDeadLetter = cfg.Observer.DeadLettered
+		dedupCfg.OnDuplicate = cfg.Observer.Duplicate
+	}
+	var tr *Tracing
+	if cfg.TracerProvider != nil {
+		if tr, err = NewTracing(TracingConfig{TracerProvider: cfg.TracerProvider, MessagingSystem: cfg.MessagingSystem}); err != nil {
+			return nil, err
+		}
+	}
+	pq, err := NewPoisonQueue(cfg.Publisher, pqCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +166,7 @@ func Default(cfg DefaultConfig) (*Chain, error) {
 	if err != nil {
 		return nil, err
 	}
-	dedup, err := NewDeduplicate(cfg.Inbox, DeduplicateConfig{InTx: cfg.InTx, Logger: cfg.Logger})
+	dedup, err := NewDeduplicate(cfg.Inbox, dedupCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -141,21 +178,33 @@ func Default(cfg DefaultConfig) (*Chain, error) {
 			"a redelivered event could be handled twice; raise InboxConfig.Retention to at least %s or shorten the retry policy",
 			cfg.Inbox.Retention(), horizon, margin, need)
 	}
-	return &Chain{Correlation: corr, PoisonQueue: pq, Retry: retry, Deduplicate: dedup, timeout: timeout}, nil
+	return &Chain{Correlation: corr, PoisonQueue: pq, Retry: retry, Deduplicate: dedup, Tracing: tr,
+		timeout: timeout, observer: cfg.Observer}, nil
 }
 
 // Middlewares returns the chain, outermost first, for router.AddMiddleware
 // or Handler.AddMiddleware.
+//
+// With DefaultConfig.TracerProvider, Tracing comes right after the outer
+// Recover; with DefaultConfig.Observer, Measure comes right before the inner
+// Recover.
 func (c *Chain) Middlewares() []message.HandlerMiddleware {
-	return []message.HandlerMiddleware{
-		Recover,
+	mws := make([]message.HandlerMiddleware, 0, 9)
+	mws = append(mws, Recover)
+	if c.Tracing != nil {
+		mws = append(mws, c.Tracing.Middleware)
+	}
+	mws = append(mws,
 		c.Correlation.Middleware,
 		c.PoisonQueue.Middleware,
 		c.Retry.Middleware,
 		Timeout(c.timeout),
 		c.Deduplicate.Middleware,
-		Recover,
+	)
+	if c.observer != nil {
+		mws = append(mws, Measure(c.observer))
 	}
+	return append(mws, Recover)
 }
 
 // Duplicates returns how many duplicates the chain dropped.

@@ -74,4 +74,13 @@
 // event_name, correlation_id and handler. Payloads and other metadata are
 // never logged. Handlers get the same attributes with LoggerFromContext, or
 // on their own logger through NewLogHandler.
+//
+// # Tracing and metrics
+//
+// DefaultConfig.TracerProvider adds Tracing (a consumer span per delivery
+// that continues the producer's trace from the traceparent metadata) right
+// after the outer Recover. DefaultConfig.Observer receives handler
+// durations and errors (Measure, right around the handler), retries, dead
+// letters and duplicates; package metrics implements it with Prometheus.
+// Both are off by default.
 package middleware

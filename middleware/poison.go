@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/b2131a45/eventkit/events"
 )
@@ -140,6 +142,9 @@ type PoisonQueueConfig struct {
 	// Logger receives an error line per dead letter. Defaults to
 	// slog.Default().
 	Logger *slog.Logger
+	// OnDeadLetter, if set, is called after each dead letter was published,
+	// with the message context and the reason. Use it for metrics.
+	OnDeadLetter func(ctx context.Context, reason Reason)
 }
 
 func (c PoisonQueueConfig) withDefaults() PoisonQueueConfig {
@@ -274,6 +279,13 @@ func (p *PoisonQueue) deadLetter(ctx context.Context, msg *message.Message, err 
 		return &DeadLetterError{Topic: dlqTopic, Err: err}
 	}
 	p.count.Add(1)
+	if p.cfg.OnDeadLetter != nil {
+		p.cfg.OnDeadLetter(ctx, reason)
+	}
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "dead-lettered: "+string(reason))
+	}
 	p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "eventkit: message dead-lettered",
 		append(attrsOf(msg),
 			slog.String("dlq_topic", dlqTopic),

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/b2131a45/eventkit/events"
 )
@@ -198,6 +200,8 @@ func (r *Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			if r.cfg.OnRetry != nil {
 				r.cfg.OnRetry(base, attempt, err, delay)
 			}
+			trace.SpanFromContext(base).AddEvent("retry", trace.WithAttributes(
+				attribute.Int("eventkit.attempt", attempt), attribute.String("error", err.Error())))
 			r.cfg.Logger.LogAttrs(base, slog.LevelWarn, "eventkit: handler failed, retrying",
 				append(attrsOf(msg), slog.Int("attempt", attempt), slog.Duration("delay", delay), slog.String("error", err.Error()))...)
 			if !sleep(base, delay) {

@@ -39,12 +39,38 @@
 // that is true when the broker refused the messages themselves. These are
 // the conventions eventkit's outbox relay reads.
 //
+// # Names
+//
+// Topic and consumer-group names are checked before they reach SQL or a
+// broker: 1 to 249 of A-Z a-z 0-9 . _ : - (not starting with . : or -;
+// Kafka topics without ':'). Anything else, such as a quote, a space, a
+// slash or a control character, fails with an error that wraps
+// ErrInvalidName, names the bad value and is permanent. mem:// checks the
+// same names, so that code tested in memory behaves as on a broker.
+//
+// # TLS and authentication
+//
+//	amqps://user:pass@host:5671/vhost?cacertfile=/ca.pem&certfile=/c.pem&keyfile=/k.pem&server_name_indication=rabbit
+//	kafka://user:pass@host:9093?tls=true&sasl_mechanism=SCRAM-SHA-512
+//	postgres://user:pass@host/db?sslmode=verify-full&sslrootcert=/ca.pem
+//	mysql://user:pass@host/db?tls=true
+//
+// amqps:// uses TLS with the system roots, or the cacertfile, certfile and
+// keyfile given. Kafka's tls=true uses TLS 1.2 or later with the system
+// roots; a user and password enable SASL with sasl_mechanism PLAIN (the
+// default), SCRAM-SHA-256 or SCRAM-SHA-512 (PLAIN sends the password as is:
+// use it with TLS only). PostgreSQL's sslmode and the other libpq ssl*
+// parameters are passed to pgx; MySQL's tls is the driver's. The typed
+// Configs of the subpackages take a *tls.Config instead.
+//
 // # Ownership and secrets
 //
 // The Transport owns its publisher: the publisher's Close does nothing, so
 // a Watermill router that closes its handlers' publishers cannot break the
 // others. Transport.Close closes the subscribers still open, the publisher
 // (waiting for Publish calls in flight), and the connections. Passwords in
-// URLs never appear in errors or log lines. Open logs through
-// slog.Default(); the subpackages take a *slog.Logger.
+// URLs never appear in errors or log lines, not even from a URL whose
+// unescaped '?', '#' or '@' in the password breaks its parsing. Open logs
+// through slog.Default(), OpenConfig through Config.Logger; the subpackages
+// take a *slog.Logger.
 package transports

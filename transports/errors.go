@@ -13,6 +13,11 @@ var ErrClosed = errs.ErrClosed
 // ErrNoGroup is returned by Subscriber for an empty group name.
 var ErrNoGroup = errs.ErrNoGroup
 
+// ErrInvalidName is wrapped by the error for a topic or consumer-group
+// name outside 1 to 249 of A-Z a-z 0-9 . _ : - (not starting with . : or
+// -): every transport checks names before they reach SQL or the broker.
+var ErrInvalidName = errs.ErrInvalidName
+
 // ErrUnknownScheme is wrapped by the *URLError of a URL whose scheme no
 // transport handles.
 var ErrUnknownScheme = errors.New("unknown scheme")

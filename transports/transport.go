@@ -36,6 +36,19 @@ const schemes = "amqp://, amqps://, kafka://, postgres://, postgresql://, mysql:
 // gives a *URLError; a broker it cannot reach gives the connection's error.
 // Neither contains the URL's password.
 func Open(ctx context.Context, rawURL string) (*Transport, error) {
+	return OpenConfig(ctx, rawURL, Config{})
+}
+
+// Config configures OpenConfig. The zero value is what Open uses.
+type Config struct {
+	// Logger receives the transport's logs (connection losses and
+	// restores, consumer-group events), passwords redacted. Defaults to
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// OpenConfig is Open with a Config.
+func OpenConfig(ctx context.Context, rawURL string, cfg Config) (*Transport, error) {
 	shown := redact.URL(rawURL)
 	scheme, _, found := strings.Cut(rawURL, "://")
 	if !found || scheme == "" {
@@ -45,7 +58,10 @@ func Open(ctx context.Context, rawURL string) (*Transport, error) {
 	if err != nil {
 		return nil, &URLError{URL: shown, Err: err}
 	}
-	logger := slog.Default()
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
 	t := &Transport{kind: kind, url: shown}
 	switch kind {
 	case KindAMQP:

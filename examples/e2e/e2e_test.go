@@ -22,6 +22,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/b2131a45/eventkit/examples/internal/sample"
+	"github.com/b2131a45/eventkit/health"
 	"github.com/b2131a45/eventkit/internal/dburl"
 	"github.com/b2131a45/eventkit/internal/kafkatest"
 	"github.com/b2131a45/eventkit/internal/testenv"
@@ -111,9 +112,10 @@ func flow(t *testing.T, transportURL, databaseURL string) {
 		}
 	}
 	for name, url := range base {
-		var health map[string]string
-		require.Equal(t, http.StatusOK, get(t, url+"/healthz", &health), name)
-		assert.Equal(t, "ok", health["status"])
+		var rep health.Report
+		require.Eventually(t, func() bool { return get(t, url+"/healthz", &rep) == http.StatusOK },
+			30*time.Second, 20*time.Millisecond, "%s /healthz: %+v", name, rep)
+		assert.Equal(t, health.Report{Status: "ok", Checks: map[string]string{"relay": "ok", "processor": "ok"}}, rep, name)
 	}
 
 	body := `{"customer_email":"ada@example.com","total_cents":4990,"items":[{"sku":"SKU-1","quantity":3}]}`
@@ -143,6 +145,35 @@ func flow(t *testing.T, transportURL, databaseURL string) {
 	defer db.Close()
 	assert.Equal(t, []string{"e2e-" + t.Name()}, correlationIDs(t, db, orderID))
 
+	// Each service's /metrics shows the traffic: its relay published its
+	// event, its handler ran, its outbox is drained.
+	for name, want := range map[string][]string{
+		"orders": {
+			`eventkit_relay_published_total{outbox="orders_outbox",service="orders",topic="orders.order_created"} 1`,
+			`eventkit_handler_duration_seconds_count{handler="orders.mark-paid",service="orders",topic="payments.payment_processed"} 1`,
+		},
+		"inventory": {
+			`eventkit_relay_published_total{outbox="inventory_outbox",service="inventory",topic="inventory.stock_reserved"} 1`,
+			`eventkit_handler_duration_seconds_count{handler="inventory.reserve-stock",service="inventory",topic="orders.order_created"} 1`,
+		},
+		"payments": {
+			`eventkit_handler_duration_seconds_count{handler="payments.charge",service="payments",topic="inventory.stock_reserved"} 1`,
+			`eventkit_outbox_pending{outbox="payments_outbox",service="payments"} 0`,
+			`eventkit_outbox_up{outbox="payments_outbox",service="payments"} 1`,
+			"\ngo_goroutines ",
+		},
+	} {
+		require.Eventually(t, func() bool {
+			text := scrape(t, base[name]+"/metrics")
+			for _, w := range want {
+				if !strings.Contains(text, w) {
+					return false
+				}
+			}
+			return true
+		}, 30*time.Second, 50*time.Millisecond, "%s /metrics lacks one of %q:\n%s", name, want, scrape(t, base[name]+"/metrics"))
+	}
+
 	// A bad request is refused without side effects.
 	resp, err = http.Post(base["orders"]+"/orders", "application/json", bytes.NewBufferString(`{"items":[]}`))
 	require.NoError(t, err)
@@ -160,6 +191,18 @@ func get(t *testing.T, url string, v any) int {
 	defer resp.Body.Close()
 	_ = json.NewDecoder(resp.Body).Decode(v)
 	return resp.StatusCode
+}
+
+// scrape returns the text of a /metrics page.
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(b)
 }
 
 // correlationIDs returns the distinct correlation ids of the events about

@@ -94,6 +94,9 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		return ErrClosed
 	default:
 	}
+	if err := errs.CheckName("amqp: topic", topic); err != nil {
+		return &PublishError{Topic: topic, UUIDs: uuids(msgs), Err: err}
+	}
 	select {
 	case cc = <-p.slots:
 	case <-p.closing:

@@ -46,6 +46,9 @@ func NewSubscriber(ctx context.Context, cfg Config, group string) (*Subscriber, 
 	if group == "" {
 		return nil, ErrNoGroup
 	}
+	if err := errs.CheckName("amqp: consumer group", group); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	secrets := redact.New(cfg.password())
 	conn := newConnector(cfg, "subscriber "+group, secrets.Logger(cfg.Logger))
@@ -77,6 +80,9 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 }
 
 func (s *Subscriber) declare(ctx context.Context, topic string) error {
+	if err := checkNames(topic, s.group); err != nil {
+		return err
+	}
 	conn, err := s.conn.get(ctx)
 	if err != nil {
 		return err

@@ -4,7 +4,24 @@ import (
 	"fmt"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/b2131a45/eventkit/transports/internal/errs"
 )
+
+// maxQueueName is AMQP's limit on exchange and queue names, in bytes.
+const maxQueueName = 255
+
+// checkNames rejects a topic or a group's queue name before it reaches the
+// broker.
+func checkNames(topic, group string) error {
+	if err := errs.CheckName("amqp: topic", topic); err != nil {
+		return err
+	}
+	if q := QueueName(topic, group); len(q) > maxQueueName {
+		return fmt.Errorf("%w: amqp: queue %.40q… is %d bytes long, longer than %d", errs.ErrInvalidName, q, len(q), maxQueueName)
+	}
+	return nil
+}
 
 // QueueName is the durable queue of a consumer group on a topic:
 // topic_group, as watermill-amqp's GenerateQueueNameTopicNameWithSuffix.

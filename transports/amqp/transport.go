@@ -7,6 +7,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/b2131a45/eventkit/transports/internal/errs"
 	"github.com/b2131a45/eventkit/transports/internal/handle"
 	"github.com/b2131a45/eventkit/transports/internal/redact"
 )
@@ -64,6 +65,9 @@ func (t *Transport) Publisher() message.Publisher { return t.owned }
 func (t *Transport) Subscriber(group string) (message.Subscriber, error) {
 	if group == "" {
 		return nil, ErrNoGroup
+	}
+	if err := errs.CheckName("amqp: consumer group", group); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.DialTimeout)
 	defer cancel()

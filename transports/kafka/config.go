@@ -41,8 +41,14 @@ type Config struct {
 	// TLS enables TLS with this configuration. Defaults to plaintext.
 	TLS *tls.Config
 
-	// User and Password enable SASL/PLAIN authentication. Defaults to none.
+	// User and Password enable SASL authentication with Mechanism.
+	// Defaults to none.
 	User, Password string
+
+	// Mechanism is the SASL mechanism of User and Password: MechanismPlain,
+	// MechanismSCRAMSHA256 or MechanismSCRAMSHA512. Defaults to
+	// MechanismPlain. PLAIN sends the password as is: use it over TLS only.
+	Mechanism Mechanism
 
 	// DialTimeout bounds each connection attempt. Defaults to
 	// DialTimeoutDefault.
@@ -112,6 +118,14 @@ func (c Config) validate() error {
 	if (c.User == "") != (c.Password == "") {
 		return fmt.Errorf("kafka: Config.User and Config.Password must be set together")
 	}
+	switch c.Mechanism {
+	case "", MechanismPlain, MechanismSCRAMSHA256, MechanismSCRAMSHA512:
+	default:
+		return fmt.Errorf("kafka: Config.Mechanism %q: want %s, %s or %s", c.Mechanism, MechanismPlain, MechanismSCRAMSHA256, MechanismSCRAMSHA512)
+	}
+	if c.Mechanism != "" && c.User == "" {
+		return fmt.Errorf("kafka: Config.Mechanism %s needs Config.User and Config.Password", c.Mechanism)
+	}
 	for name, d := range map[string]time.Duration{
 		"DialTimeout":        c.DialTimeout,
 		"SessionTimeout":     c.SessionTimeout,
@@ -145,6 +159,10 @@ func (c Config) sarama() *sarama.Config {
 	if c.User != "" {
 		sc.Net.SASL.Enable = true
 		sc.Net.SASL.Mechanism = sarama.SASLTypePlaintext
+		if c.Mechanism == MechanismSCRAMSHA256 || c.Mechanism == MechanismSCRAMSHA512 {
+			sc.Net.SASL.Mechanism = sarama.SASLMechanism(c.Mechanism)
+			sc.Net.SASL.SCRAMClientGeneratorFunc = newSCRAM(c.Mechanism)
+		}
 		sc.Net.SASL.User = c.User
 		sc.Net.SASL.Password = c.Password
 	}

@@ -3,6 +3,7 @@ package kafka
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/IBM/sarama"
@@ -84,6 +85,9 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	if p.closed {
 		return ErrClosed
 	}
+	if err := checkTopic(topic); err != nil {
+		return &PublishError{Topic: topic, UUIDs: uuids(msgs), Err: err}
+	}
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -145,4 +149,17 @@ func (p *Publisher) isClosed() bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	return p.closed
+}
+
+// checkTopic rejects a topic name before it reaches the broker: the names
+// every transport accepts (errs.CheckName), without ':', which Kafka
+// forbids.
+func checkTopic(topic string) error {
+	if err := errs.CheckName("kafka: topic", topic); err != nil {
+		return err
+	}
+	if strings.Contains(topic, ":") {
+		return fmt.Errorf("%w: kafka: topic %q: Kafka topic names cannot contain ':'", errs.ErrInvalidName, topic)
+	}
+	return nil
 }

@@ -46,6 +46,9 @@ func NewSubscriber(cfg Config, group string) (*Subscriber, error) {
 	if group == "" {
 		return nil, ErrNoGroup
 	}
+	if err := errs.CheckName("kafka: consumer group", group); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	secrets := redact.New(cfg.Password)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -68,6 +71,9 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, ErrClosed
+	}
+	if err := checkTopic(topic); err != nil {
+		return nil, err
 	}
 	group, err := sarama.NewConsumerGroup(s.cfg.Brokers, s.group, s.cfg.consumerSarama())
 	if err != nil {
@@ -138,6 +144,9 @@ func (s *Subscriber) consume(ctx context.Context, topic string, group sarama.Con
 // SubscribeInitialize creates topic with Config.Partitions and
 // Config.ReplicationFactor if it does not exist.
 func (s *Subscriber) SubscribeInitialize(topic string) (err error) {
+	if err := checkTopic(topic); err != nil {
+		return err
+	}
 	admin, err := sarama.NewClusterAdmin(s.cfg.Brokers, s.cfg.sarama())
 	if err != nil {
 		return s.secrets.Error(fmt.Errorf("kafka: create topic %q: %w", topic, err))

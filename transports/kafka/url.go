@@ -18,11 +18,13 @@ import (
 //
 //	kafka://[user:password@]host:port[,host2:port...][?options]
 //
-// A user and password enable SASL/PLAIN. Query parameters:
+// A user and password enable SASL (PLAIN unless sasl_mechanism says
+// otherwise). Query parameters:
 //
 //	version              Config.Version, e.g. 3.6.0
 //	client_id            Config.ClientID
-//	tls                  true for TLS with the system's roots
+//	tls                  true for TLS (1.2 or later) with the system's roots
+//	sasl_mechanism       Config.Mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
 //	dial_timeout         Config.DialTimeout, e.g. 5s
 //	partitions           Config.Partitions
 //	replication_factor   Config.ReplicationFactor
@@ -90,6 +92,8 @@ func ParseURL(rawURL string) (Config, error) {
 	opts.String("version", &version)
 	opts.String("client_id", &cfg.ClientID)
 	opts.Bool("tls", &useTLS)
+	var mechanism string
+	opts.String("sasl_mechanism", &mechanism, string(MechanismPlain), string(MechanismSCRAMSHA256), string(MechanismSCRAMSHA512))
 	opts.Duration("dial_timeout", &cfg.DialTimeout)
 	opts.Int("partitions", &partitions)
 	opts.Int("replication_factor", &replication)
@@ -104,6 +108,7 @@ func ParseURL(rawURL string) (Config, error) {
 			return Config{}, fmt.Errorf("invalid value %q for option \"version\": want a Kafka version such as 3.6.0", version)
 		}
 	}
+	cfg.Mechanism = Mechanism(mechanism)
 	if useTLS {
 		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/b2131a45/eventkit/transports/internal/errs"
 )
 
 type subscriber struct {
@@ -27,6 +29,9 @@ func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	defer s.mu.Unlock()
 	if s.closed || s.t.isClosed() {
 		return nil, ErrClosed
+	}
+	if err := errs.CheckName("memory: topic", topic); err != nil {
+		return nil, err
 	}
 	out := make(chan *message.Message)
 	s.wg.Add(1)

@@ -83,6 +83,11 @@ func (t *Transport) Subscriber(group string) (message.Subscriber, error) {
 	if group == "" {
 		return nil, ErrNoGroup
 	}
+	// Names are checked as the brokers' transports check them, so that
+	// code tested on mem:// does not fail on a broker.
+	if err := errs.CheckName("memory: consumer group", group); err != nil {
+		return nil, err
+	}
 	if t.isClosed() {
 		return nil, ErrClosed
 	}
@@ -117,6 +122,9 @@ func (p publisher) Publish(topic string, msgs ...*message.Message) error {
 	defer t.mu.Unlock()
 	if t.closed {
 		return ErrClosed
+	}
+	if err := errs.CheckName("memory: topic", topic); err != nil {
+		return &errs.PublishError{Topic: topic, UUIDs: messageUUIDs(msgs), Err: err}
 	}
 	log := t.topicLocked(topic)
 	for _, m := range msgs {
@@ -201,4 +209,12 @@ func clone(m *message.Message) *message.Message {
 		c.Metadata = message.Metadata{}
 	}
 	return c
+}
+
+func messageUUIDs(msgs []*message.Message) []string {
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.UUID
+	}
+	return ids
 }

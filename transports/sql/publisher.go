@@ -86,6 +86,10 @@ func validateTopic(topic string) error {
 	if topic == "" {
 		return fmt.Errorf("sql: topic name is empty")
 	}
+	if err := errs.CheckName("sql: topic", topic); err != nil {
+		// Also watermill-sql's sentinel, which callers may test for.
+		return fmt.Errorf("%w (%w)", err, wmsql.ErrInvalidTopicName)
+	}
 	if len(topic) > maxTopicLength {
 		return fmt.Errorf("sql: topic %q is longer than %d characters, too long for its table names", topic, maxTopicLength)
 	}

@@ -44,6 +44,9 @@ func NewSubscriber(db *sql.DB, cfg Config, group string) (*Subscriber, error) {
 	if group == "" {
 		return nil, ErrNoGroup
 	}
+	if err := errs.CheckName("sql: consumer group", group); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	schema, offsets := cfg.adapters()
 	sub, err := wmsql.NewSubscriber(wmsql.BeginnerFromStdSQL(db), wmsql.SubscriberConfig{

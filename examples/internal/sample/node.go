@@ -12,10 +12,13 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/b2131a45/eventkit/cqrs"
 	"github.com/b2131a45/eventkit/events"
 	"github.com/b2131a45/eventkit/forwarder"
+	"github.com/b2131a45/eventkit/metrics"
 	"github.com/b2131a45/eventkit/middleware"
 	"github.com/b2131a45/eventkit/transports"
 )
@@ -39,7 +42,8 @@ type NodeConfig struct {
 // database with a relay to the transport, and a router whose handlers run
 // behind middleware.Default with an inbox in the same database, in InTx
 // mode (the handler's writes, its inbox row and the events it adds to the
-// outbox commit together).
+// outbox commit together). Its Metrics (outbox, relay and handlers) are
+// registered in Prometheus, served at /metrics by the services.
 type Node struct {
 	Name      string
 	DB        *sql.DB
@@ -50,7 +54,11 @@ type Node struct {
 	Router    *message.Router
 	Chain     *middleware.Chain
 	Processor *cqrs.Processor
-	purger    *middleware.Purger
+	// Prometheus holds Metrics and the Go runtime collectors, labelled
+	// service=Name.
+	Prometheus *prometheus.Registry
+	Metrics    *metrics.Metrics
+	purger     *middleware.Purger
 }
 
 // NewNode creates the node's tables (idempotent) and wires it.
@@ -91,11 +99,17 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	if n.purger, err = middleware.NewPurger(n.Inbox, middleware.PurgerConfig{}); err != nil {
 		return nil, err
 	}
+	n.Prometheus = prometheus.NewRegistry()
+	n.Prometheus.MustRegister(collectors.NewGoCollector())
+	if n.Metrics, err = metrics.New(n.Prometheus, metrics.Config{ConstLabels: prometheus.Labels{"service": cfg.Name}}); err != nil {
+		return nil, err
+	}
+	n.Metrics.WatchOutbox(n.Outbox)
 	relayPub := cfg.RelayPublisher
 	if relayPub == nil {
 		relayPub = cfg.Transport.Publisher()
 	}
-	if n.Relay, err = forwarder.NewRelay(n.Outbox, relayPub, forwarder.RelayConfig{Logger: cfg.Logger}); err != nil {
+	if n.Relay, err = forwarder.NewRelay(n.Outbox, relayPub, forwarder.RelayConfig{Logger: cfg.Logger, Observer: n.Metrics}); err != nil {
 		return nil, err
 	}
 	if n.Router, err = message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NewSlogLogger(cfg.Logger)); err != nil {
@@ -108,12 +122,15 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		Subscribers: cfg.Transport.Subscriber,
 		Retry:       middleware.RetryConfig{MaxAttempts: 3, InitialInterval: 50 * time.Millisecond},
 		Logger:      cfg.Logger,
+		Observer:    n.Metrics,
 	})
 	if err != nil {
 		return nil, err
 	}
 	n.Router.AddMiddleware(n.Chain.Middlewares()...)
-	n.Processor, err = cqrs.NewProcessor(n.Router, cfg.Transport.Subscriber, cqrs.ProcessorConfig{Registry: cfg.Registry, Logger: cfg.Logger})
+	n.Processor, err = cqrs.NewProcessor(n.Router, cfg.Transport.Subscriber, cqrs.ProcessorConfig{
+		Registry: cfg.Registry, Logger: cfg.Logger, BrokerHealth: cfg.Transport.Health,
+	})
 	if err != nil {
 		return nil, err
 	}

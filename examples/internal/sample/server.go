@@ -14,7 +14,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/b2131a45/eventkit/events"
+	"github.com/b2131a45/eventkit/health"
 	"github.com/b2131a45/eventkit/internal/dburl"
 	"github.com/b2131a45/eventkit/transports"
 )
@@ -111,7 +114,8 @@ func RunPayments(ctx context.Context, cfg ServiceConfig) error {
 }
 
 // serve wires a Node from cfg, lets setup add handlers and routes, and runs
-// the node and the HTTP server (with GET /healthz) until ctx ends.
+// the node and the HTTP server (with GET /healthz and GET /metrics) until ctx
+// ends.
 func serve(ctx context.Context, name string, cfg ServiceConfig, setup func(context.Context, *Node, *http.ServeMux) error) error {
 	cfg = cfg.withDefaults()
 	if cfg.TransportURL == "" || cfg.DatabaseURL == "" {
@@ -122,7 +126,7 @@ func serve(ctx context.Context, name string, cfg ServiceConfig, setup func(conte
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	defer db.Close()
-	t, err := transports.Open(ctx, cfg.TransportURL)
+	t, err := transports.OpenConfig(ctx, cfg.TransportURL, transports.Config{Logger: cfg.Logger})
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
@@ -139,13 +143,13 @@ func serve(ctx context.Context, name string, cfg ServiceConfig, setup func(conte
 	if err := setup(ctx, n, mux); err != nil {
 		return err
 	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := db.PingContext(r.Context()); err != nil {
-			httpError(w, http.StatusServiceUnavailable, errors.New("database unreachable"))
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "service": name})
-	})
+	// 200 when the relay runs with the database and broker reachable and
+	// the router consumes; 503 with the failed checks otherwise.
+	mux.Handle("GET /healthz", health.Handler(health.Checks{
+		"relay":     n.Relay.Health,
+		"processor": n.Processor.Health,
+	}, health.Config{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.Prometheus, promhttp.HandlerOpts{}))
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)

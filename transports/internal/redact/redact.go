@@ -160,6 +160,14 @@ func URL(raw string) string {
 		end = i
 	}
 	at := strings.LastIndex(rest[:end], "@")
+	if at < 0 || !strings.Contains(rest[:at], ":") {
+		// A password with an unescaped '?' or '#' (or a user name with
+		// one) makes the authority end early; mask up to the last '@'
+		// rather than show it. This can mask more than a password.
+		if last := strings.LastIndex(rest, "@"); last > at {
+			at = last
+		}
+	}
 	if at < 0 {
 		return raw
 	}

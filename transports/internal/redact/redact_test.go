@@ -19,6 +19,12 @@ func TestURL(t *testing.T) {
 		{"postgres://h/db?email=a@b", "postgres://h/db?email=a@b"},
 		{"u:p@host", "u:xxxxx@host"},
 		{"mem://", "mem://"},
+		// Unescaped '#' or '?' in the userinfo end the authority early:
+		// masked anyway (found by FuzzParseURL).
+		{"amqp://u:pa#ss@host/", "amqp://u:xxxxx@host/"},
+		{"amqp://u:pa?ss@host/?heartbeat=5", "amqp://u:xxxxx@host/?heartbeat=5"},
+		{"mem://#:00000000@0", "mem://#:xxxxx@0"},
+		{"mem://@#:00000000@0", "mem://@#:xxxxx@0"},
 	}
 	for _, tt := range tests {
 		if got := URL(tt.in); got != tt.want {

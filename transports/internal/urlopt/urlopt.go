@@ -46,7 +46,33 @@ func (o *Options) fail(err error) {
 }
 
 func (o *Options) invalid(name, value, want string) {
-	o.fail(fmt.Errorf("invalid value %q for option %q: want %s", value, name, want))
+	o.fail(fmt.Errorf("invalid value %s for option %q: want %s", show(value), name, want))
+}
+
+// hidden replaces an option name or value that may hold a secret.
+const hidden = "(not shown: it may hold a password; percent-encode special characters in the user and password)"
+
+// show quotes an option value for an error, unless it contains '@': then
+// it is most likely the rest of a user:password@host whose password had an
+// unescaped '?' or '#', and showing it would show the password.
+func show(value string) string {
+	if strings.Contains(value, "@") {
+		return hidden
+	}
+	return strconv.Quote(value)
+}
+
+// plainName reports whether an option name is an identifier, safe to show.
+func plainName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, r := range name {
+		if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '_' && r != '-' && r != '.' {
+			return false
+		}
+	}
+	return true
 }
 
 // Duration reads a Go duration ("250ms", "5s") into dst when present.
@@ -133,7 +159,11 @@ func (o *Options) Err() error {
 		if !slices.Contains(o.known, name) {
 			known := slices.Clone(o.known)
 			slices.Sort(known)
-			return fmt.Errorf("unknown option %q (known options: %s)", name, strings.Join(known, ", "))
+			shown := strconv.Quote(name)
+			if !plainName(name) {
+				shown = hidden
+			}
+			return fmt.Errorf("unknown option %s (known options: %s)", shown, strings.Join(known, ", "))
 		}
 	}
 	return nil

@@ -43,6 +43,9 @@ func TestOptionsErrors(t *testing.T) {
 		{"s=other", `want one of error, drop`},
 		{"n=1&n=2", `option "n" is given 2 times`},
 		{"typo=1", `unknown option "typo" (known options: b, d, n, s)`},
+		// The rest of u:pa?ss@host: never echoed (found by FuzzParseURL).
+		{":hunter2@host=1", `unknown option (not shown: it may hold a password`},
+		{"d=hunter2@host", `invalid value (not shown: it may hold a password`},
 	}
 	for _, tt := range tests {
 		q, _ := url.ParseQuery(tt.query)
