@@ -31,6 +31,7 @@ func BenchmarkRelayDrain(b *testing.B) {
 				e.add(orders(i, min(500, b.N-i))...)
 			}
 			broker := &countingBroker{}
+			b.ReportAllocs()
 			b.ResetTimer()
 			began := time.Now()
 			r := e.start(broker, fastRelayBench())

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -23,13 +24,20 @@ import (
 // childEnv names the outbox a re-executed test binary relays (see TestMain).
 const childEnv = "EVENTKIT_FORWARDER_CHILD_RELAY"
 
+// killAfter is how many events the child relay's sink confirms before it
+// blocks for the kill.
+const killAfter = 175
+
 // sqlSink is a durable "broker": Publish inserts the messages into a table
-// and returns once they are committed, like a broker's confirm. After that
-// it sleeps, so that a relay killed now has confirmed rows it has not marked.
+// and returns once they are committed, like a broker's confirm. Once
+// blockAfter messages are in (when set), every Publish blocks after its
+// insert and never returns: a relay killed then has confirmed rows it has
+// not marked, however slow the machine.
 type sqlSink struct {
-	db    *sql.DB
-	table string
-	pause time.Duration
+	db         *sql.DB
+	table      string
+	blockAfter int64
+	n          *atomic.Int64
 }
 
 func (s sqlSink) Publish(_ string, msgs ...*message.Message) error {
@@ -46,7 +54,9 @@ func (s sqlSink) Publish(_ string, msgs ...*message.Message) error {
 	if _, err := s.db.Exec(b.String(), args...); err != nil {
 		return err
 	}
-	time.Sleep(s.pause)
+	if s.blockAfter > 0 && s.n.Add(int64(len(msgs))) >= s.blockAfter {
+		select {} // confirmed, never returns: the relay cannot mark it
+	}
 	return nil
 }
 
@@ -69,7 +79,7 @@ func runChildRelay() int {
 	}
 	cfg := fastRelay()
 	cfg.BatchSize = 50
-	relay, err := forwarder.NewRelay(ob, sqlSink{db: db, table: "sink_" + name, pause: 40 * time.Millisecond}, cfg)
+	relay, err := forwarder.NewRelay(ob, sqlSink{db: db, table: "sink_" + name, blockAfter: killAfter, n: new(atomic.Int64)}, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -125,8 +135,9 @@ func TestRelayKilledMidBatch(t *testing.T) {
 	})
 
 	// Let it relay a few batches, then kill it while a batch is confirmed
-	// by the sink but not yet marked (the sink pauses after confirming).
-	require.Eventually(t, func() bool { return sinkCount() >= 175 }, 20*time.Second, time.Millisecond)
+	// by the sink but not marked (the sink blocks after confirming it).
+	require.Eventually(t, func() bool { return sinkCount() >= killAfter }, 20*time.Second, time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // let it mark what it can
 	require.NoError(t, child.Process.Kill())
 	_ = child.Wait()
 	killed = true

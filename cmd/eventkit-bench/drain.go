@@ -175,18 +175,41 @@ func (b *bench) stockDrainer(label string, pub func() (message.Publisher, error)
 // events/s until every row is marked (acked, for the stock forwarder) and,
 // when check is set, until the broker also holds every event (the same for
 // a relay that waits for confirms; later for a publisher that does not).
-func (b *bench) drainOnce(ctx context.Context, d drainer, topic string, n int, reset func() error, check func() (int, error)) (marked, inBroker float64, err error) {
+//
+// Then consume reads the broker and the events it received are counted by
+// id against the outbox: a missing event fails the run (an error saying
+// EVENTS LOST); duplicates are returned.
+func (b *bench) drainOnce(ctx context.Context, d drainer, topic string, n int, reset func() error, check func() (int, error), consume func(*tally) error) (marked, inBroker float64, dups int, err error) {
 	name := b.name("drain")
 	defer b.drop(name)
 	ob, err := b.fill(ctx, name, topic, n)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
+	}
+	ids, err := b.outboxIDs(ctx, ob.Table())
+	if err != nil {
+		return 0, 0, 0, err
 	}
 	if reset != nil {
 		if err := reset(); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 	}
+	marked, inBroker, err = b.drainRun(ctx, d, ob, n, check)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	t := newTally(ids)
+	if err := consume(t); err != nil {
+		return 0, 0, 0, fmt.Errorf("%s: consumer: %w", d.label, err)
+	}
+	dups, err = t.check(d.label)
+	return marked, inBroker, dups, err
+}
+
+// drainRun starts d on ob and times it until every row is marked, then
+// until the broker holds n events.
+func (b *bench) drainRun(ctx context.Context, d drainer, ob *forwarder.Outbox, n int, check func() (int, error)) (marked, inBroker float64, err error) {
 	began := time.Now()
 	stop, err := d.start(ctx, ob)
 	if err != nil {
@@ -222,7 +245,7 @@ func (b *bench) drainOnce(ctx context.Context, d drainer, topic string, n int, r
 		}
 	}
 	if got < n {
-		return 0, 0, fmt.Errorf("%s: the broker has %d of %d events", d.label, got, n)
+		return 0, 0, fmt.Errorf("EVENTS LOST: %s: the broker has %d of %d events", d.label, got, n)
 	}
 	return marked, float64(n) / max(time.Since(began), elapsed).Seconds(), nil
 }
@@ -352,6 +375,7 @@ func (b *bench) amqpDrain(ctx context.Context, onlyEventkit bool) error {
 	defer b.undeclare(r, topic)
 	reset := func() error { return r.purge(b.queueOf(topic)) }
 	check := func() (int, error) { return r.count(b.queueOf(topic)) }
+	consume := func(t *tally) error { return consumeAMQP(b.o.amqpURL, b.queueOf(topic), t, 5*time.Second) }
 
 	drainers := []drainer{
 		b.eventkitDrainer("eventkit relay (pipelined confirms)", b.eventkitAMQP()),
@@ -370,20 +394,20 @@ func (b *bench) amqpDrain(ctx context.Context, onlyEventkit bool) error {
 	fmt.Printf("  (events/s until every row is marked, or acked by the stock forwarder; and until the queue holds every event)\n")
 	for run := 0; run < b.o.runs; run++ {
 		for _, d := range drainers {
-			eps, epsb, err := b.drainOnce(ctx, d, topic, n, reset, check)
+			eps, epsb, dups, err := b.drainOnce(ctx, d, topic, n, reset, check, consume)
 			if err != nil {
 				return err
 			}
 			results[d.label] = append(results[d.label], eps)
 			inBroker[d.label] = append(inBroker[d.label], epsb)
-			fmt.Printf("  run %d  %-42s %8.0f events/s  (in broker: %8.0f)\n", run+1, d.label, eps, epsb)
+			fmt.Printf("  run %d  %-42s %8.0f events/s  (in broker: %8.0f)  consumer: 0 missing, %d duplicates\n", run+1, d.label, eps, epsb, dups)
 		}
-		eps, err := b.rawAMQP(topic, n, reset, check)
+		eps, dups, err := b.rawAMQP(topic, n, reset, check, consume)
 		if err != nil {
 			return err
 		}
 		raw = append(raw, eps)
-		fmt.Printf("  run %d  %-42s %8.0f events/s\n", run+1, "raw pipelined confirms (ceiling)", eps)
+		fmt.Printf("  run %d  %-42s %8.0f events/s  consumer: 0 missing, %d duplicates\n", run+1, "raw pipelined confirms (ceiling)", eps, dups)
 	}
 	ek := median(results[drainers[0].label])
 	ceiling := median(raw)
@@ -403,37 +427,84 @@ func (b *bench) amqpDrain(ctx context.Context, onlyEventkit bool) error {
 	fmt.Printf("  eventkit / best stock without confirms: %s (target ≥ 1.2×)  %s   [stock counted until acked]\n", ratio(ek, bestNoConfirm), pass(ek >= 1.2*bestNoConfirm))
 	fmt.Printf("  eventkit / best stock without confirms: %s (target ≥ 1.2×)  %s   [stock counted until the queue holds every event]\n", ratio(ek, bestNoConfirmB), pass(ek >= 1.2*bestNoConfirmB))
 	fmt.Printf("  eventkit / raw pipelined confirms:      %s (target ≥ 0.60×) %s\n", ratio(ek, ceiling), pass(ek >= 0.6*ceiling))
+	b.record(result{Group: "drain", Label: "drain → RabbitMQ, stock confirms on", Eventkit: ek, Stock: bestConfirm, Unit: "events/s", HigherBetter: true,
+		Target: "≥ 5×", Met: ek >= 5*bestConfirm})
+	b.record(result{Group: "drain", Label: "drain → RabbitMQ, stock confirms off", Eventkit: ek, Stock: bestNoConfirm, Unit: "events/s", HigherBetter: true,
+		Target: "≥ 1.2×", Met: ek >= 1.2*bestNoConfirm})
+	b.record(result{Group: "drain", Label: "drain → RabbitMQ vs direct publish", Eventkit: ek, Stock: ceiling, StockLabel: "direct", Unit: "events/s", HigherBetter: true,
+		Target: "≥ 0.60×", Met: ek >= 0.6*ceiling})
 	return nil
 }
 
 // rawAMQP publishes n events straight to RabbitMQ with pipelined confirms,
 // in calls of 1,000: no database, the ceiling of any relay.
-func (b *bench) rawAMQP(topic string, n int, reset func() error, check func() (int, error)) (float64, error) {
+// The consumer then counts them by id.
+func (b *bench) rawAMQP(topic string, n int, reset func() error, check func() (int, error), consume func(*tally) error) (eps float64, dups int, err error) {
 	if err := reset(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	bus, msgs, err := b.messages(n)
+	_, msgs, err := b.messages(n)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	_ = bus
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.UUID
+	}
 	pub := brokers.NewAMQP(b.o.amqpURL, b.useTransports())
 	defer pub.Close()
 	began := time.Now()
 	for i := 0; i < n; i += 1000 {
 		if err := pub.Publish(topic, msgs[i:min(i+1000, n)]...); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	elapsed := time.Since(began)
 	got, err := check()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if got < n {
-		return 0, fmt.Errorf("raw: the broker has %d of %d events", got, n)
+		return 0, 0, fmt.Errorf("EVENTS LOST: raw: the broker has %d of %d events", got, n)
 	}
-	return float64(n) / elapsed.Seconds(), nil
+	t := newTally(ids)
+	if err := consume(t); err != nil {
+		return 0, 0, fmt.Errorf("raw: consumer: %w", err)
+	}
+	dups, err = t.check("raw pipelined confirms")
+	return float64(n) / elapsed.Seconds(), dups, err
+}
+
+// direct is the ceiling on its own: the events of a drain published
+// straight to RabbitMQ with pipelined confirms, no database, -runs times.
+func (b *bench) direct(ctx context.Context) error {
+	r, err := dialRabbit(b.o.amqpURL)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	topic := fmt.Sprintf("bench.direct.%d", time.Now().UnixNano())
+	if err := b.declare(r, topic, nil); err != nil {
+		return err
+	}
+	defer b.undeclare(r, topic)
+	reset := func() error { return r.purge(b.queueOf(topic)) }
+	check := func() (int, error) { return r.count(b.queueOf(topic)) }
+	consume := func(t *tally) error { return consumeAMQP(b.o.amqpURL, b.queueOf(topic), t, 5*time.Second) }
+	n := b.o.events
+	fmt.Printf("\n== direct: %d events straight to RabbitMQ, pipelined confirms (calls of 1,000), no database, %d runs ==\n", n, b.o.runs)
+	var raw []float64
+	for run := 0; run < b.o.runs && ctx.Err() == nil; run++ {
+		eps, dups, err := b.rawAMQP(topic, n, reset, check, consume)
+		if err != nil {
+			return err
+		}
+		raw = append(raw, eps)
+		fmt.Printf("  run %d  %8.0f events/s  consumer: 0 missing, %d duplicates\n", run+1, eps, dups)
+	}
+	fmt.Printf("  median %8.0f events/s\n", median(raw))
+	b.record(result{Group: "direct", Label: "direct pipelined publish to RabbitMQ (no database)", Eventkit: median(raw), EventkitLabel: "raw", Unit: "events/s", HigherBetter: true})
+	return nil
 }
 
 // messages encodes n events as the outbox would.
@@ -472,12 +543,16 @@ func (b *bench) kafkaDrain(ctx context.Context) error {
 	}
 	defer client.Close()
 	var base int
-	total := func() (int, error) {
+	from := map[int32]int64{}
+	total := func(offsets map[int32]int64) (int, error) {
 		sum := 0
 		for p := range int32(4) {
 			off, err := client.GetOffset(topic, p, sarama.OffsetNewest)
 			if err != nil {
 				return 0, err
+			}
+			if offsets != nil {
+				offsets[p] = off
 			}
 			sum += int(off)
 		}
@@ -485,13 +560,14 @@ func (b *bench) kafkaDrain(ctx context.Context) error {
 	}
 	reset := func() error {
 		var err error
-		base, err = total()
+		base, err = total(from)
 		return err
 	}
 	check := func() (int, error) {
-		t, err := total()
+		t, err := total(nil)
 		return t - base, err
 	}
+	consume := func(t *tally) error { return consumeKafka(client, topic, from, t) }
 
 	drainers := []drainer{
 		b.eventkitDrainer("eventkit relay (batched, acks=all)", b.eventkitKafka(addrs)),
@@ -504,17 +580,19 @@ func (b *bench) kafkaDrain(ctx context.Context) error {
 	fmt.Printf("\n== PostgreSQL outbox → Kafka (kfake, in process), %d events, %d runs, eventkit publisher: %s ==\n", n, b.o.runs, b.o.publisher)
 	for run := 0; run < b.o.runs; run++ {
 		for _, d := range drainers {
-			eps, _, err := b.drainOnce(ctx, d, topic, n, reset, check)
+			eps, _, dups, err := b.drainOnce(ctx, d, topic, n, reset, check, consume)
 			if err != nil {
 				return err
 			}
 			results[d.label] = append(results[d.label], eps)
-			fmt.Printf("  run %d  %-42s %8.0f events/s\n", run+1, d.label, eps)
+			fmt.Printf("  run %d  %-42s %8.0f events/s  consumer: 0 missing, %d duplicates\n", run+1, d.label, eps, dups)
 		}
 	}
 	ek, stock := median(results[drainers[0].label]), median(results[drainers[1].label])
 	fmt.Printf("  medians: eventkit %.0f events/s, stock %.0f events/s\n", ek, stock)
 	fmt.Printf("  eventkit / stock forwarder: %s (target ≥ 2×) %s\n", ratio(ek, stock), pass(ek >= 2*stock))
+	b.record(result{Group: "drain", Label: "drain → Kafka (kfake)", Eventkit: ek, Stock: stock, Unit: "events/s", HigherBetter: true,
+		Target: "≥ 2×", Met: ek >= 2*stock})
 	return nil
 }
 

@@ -1,20 +1,31 @@
-// Command eventkit-bench measures eventkit's outbox relay side by side with
-// stock Watermill (watermill-sql default PostgreSQL schema + the components/
+// Command eventkit-bench measures eventkit side by side with stock
+// Watermill (watermill-sql default PostgreSQL schema + the components/
 // forwarder + watermill-amqp or watermill-kafka) in one run, and prints
-// events/s, latency percentiles and the ratios.
+// events/s, latency percentiles, medians and the eventkit/stock ratios.
 //
-// Scenarios (-scenarios, comma separated):
+// Scenarios (-scenarios, comma separated; "all" is every one of them):
 //
+//	drain    amqp then kafka
 //	amqp     drain an outbox of -events rows to RabbitMQ: eventkit, stock with
 //	         and without confirms (channel pool 1 and default), and the raw
-//	         pipelined-confirm ceiling (no database)
+//	         pipelined-confirm ceiling (no database), alternating each round
 //	kafka    drain to an in-process kfake cluster: eventkit and stock
+//	direct   the raw pipelined-confirm publish to RabbitMQ on its own
 //	latency  commit→consumer latency at -rate events/s for -duration, eventkit
 //	         and stock, through RabbitMQ
+//	consume  handler throughput from RabbitMQ: a bare Watermill handler vs
+//	         an eventkit handler behind middleware.Default + PostgreSQL inbox
 //	overflow a RabbitMQ queue with max-length and reject-publish and a slow
 //	         consumer: events lost by stock without confirms and by eventkit
-//	memory   drain a -backlog row outbox to a discarding publisher, sampling
-//	         the heap
+//	backlog  (alias memory) drain a -backlog row outbox to a discarding
+//	         publisher, sampling the heap and the peak RSS; run in a child
+//	         process when other scenarios share the run, so that their memory
+//	         does not count
+//
+// Every drain, direct, latency and consume run counts the events a
+// consumer received by id: a missing event fails the run and the program
+// exits non-zero with a message saying EVENTS LOST. -plot out.png draws
+// the medians (throughput and p99 latency, eventkit vs stock) as a PNG.
 //
 // Services: PostgreSQL (EVENTKIT_POSTGRES_URL) and RabbitMQ (EVENTKIT_AMQP_URL),
 // with the localhost defaults of the tests. Each scenario runs -runs times
@@ -51,7 +62,13 @@ type options struct {
 	scenarios []string
 	pgURL     string
 	amqpURL   string
+	plot      string
+	consumers int
+	resultsTo string // a child process writes its results here (JSON)
 }
+
+// allScenarios is the order of -scenarios all.
+var allScenarios = []string{"amqp", "kafka", "direct", "latency", "consume", "overflow", "backlog"}
 
 func main() {
 	var o options
@@ -60,10 +77,13 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 3, "runs of each measurement; medians are reported")
 	flag.IntVar(&o.rate, "rate", 200, "events per second of the latency scenario")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of the latency scenario")
-	flag.IntVar(&o.backlog, "backlog", 1000000, "rows of the memory scenario")
+	flag.IntVar(&o.backlog, "backlog", 1000000, "rows of the backlog scenario")
 	flag.IntVar(&o.batch, "batch", 0, "eventkit RelayConfig.BatchSize (0: the default)")
 	flag.StringVar(&o.publisher, "publisher", "transports", "eventkit's publisher: transports (transports.Open) or builtin (the bench's own)")
-	flag.StringVar(&scen, "scenarios", "amqp,kafka,latency,overflow", "scenarios to run: amqp,kafka,latency,overflow,memory")
+	flag.StringVar(&scen, "scenarios", "all", "scenarios to run: all, or some of drain,amqp,kafka,direct,latency,consume,overflow,backlog (alias memory)")
+	flag.IntVar(&o.consumers, "consumers", 8, "competing consumers (one router each) of the consume scenario's tuned variants")
+	flag.StringVar(&o.plot, "plot", "", "write a PNG chart of the medians (throughput and p99 latency, eventkit vs stock) to this file")
+	flag.StringVar(&o.resultsTo, "results-json", "", "write the medians as JSON to this file (used for the backlog child process)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -76,7 +96,19 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	o.scenarios = strings.Split(scen, ",")
+	for _, s := range strings.Split(scen, ",") {
+		switch s = strings.TrimSpace(s); s {
+		case "all":
+			o.scenarios = append(o.scenarios, allScenarios...)
+		case "drain":
+			o.scenarios = append(o.scenarios, "amqp", "kafka")
+		case "memory":
+			o.scenarios = append(o.scenarios, "backlog")
+		case "":
+		default:
+			o.scenarios = append(o.scenarios, s)
+		}
+	}
 	if o.publisher != "transports" && o.publisher != "builtin" {
 		log.Fatalf("-publisher %q: want transports or builtin", o.publisher)
 	}
@@ -103,7 +135,7 @@ func main() {
 	}()
 	for _, s := range o.scenarios {
 		var err error
-		switch strings.TrimSpace(s) {
+		switch s {
 		case "amqp":
 			err = b.amqpDrain(ctx, false)
 		case "amqp-eventkit":
@@ -114,24 +146,50 @@ func main() {
 			err = b.latency(ctx)
 		case "overflow":
 			err = b.overflow(ctx)
-		case "memory":
-			err = b.memory(ctx)
-		case "":
+		case "direct":
+			err = b.direct(ctx)
+		case "consume":
+			err = b.consume(ctx)
+		case "backlog":
+			if len(o.scenarios) > 1 {
+				err = b.backlogChild(ctx, *cpuprofile)
+			} else {
+				err = b.memory(ctx)
+			}
 		default:
 			err = fmt.Errorf("unknown scenario %q", s)
 		}
 		if err != nil {
-			log.Printf("%s: %v", s, err)
+			log.Printf("FAIL %s: %v", s, err)
 			exit = 1
 		}
+	}
+	b.summary()
+	if o.resultsTo != "" {
+		if err := b.writeResults(o.resultsTo); err != nil {
+			log.Printf("-results-json: %v", err)
+			exit = 1
+		}
+	}
+	if o.plot != "" {
+		if err := plot(o.plot, b.results); err != nil {
+			log.Printf("-plot: %v", err)
+			exit = 1
+		} else {
+			fmt.Printf("\nchart written to %s\n", o.plot)
+		}
+	}
+	if exit != 0 {
+		log.Printf("FAILED: see the FAIL lines above")
 	}
 }
 
 type bench struct {
-	o   options
-	db  *sql.DB
-	reg *events.Registry
-	seq int
+	o       options
+	db      *sql.DB
+	reg     *events.Registry
+	seq     int
+	results []result
 }
 
 // BenchEvent is the event of every scenario (about 200 bytes of JSON).
