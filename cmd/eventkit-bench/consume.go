@@ -67,7 +67,7 @@ func (b *bench) consume(ctx context.Context) error {
 		return err
 	}
 	defer asyncDB.Close()
-	asyncDB.SetMaxOpenConns(20)
+	asyncDB.SetMaxOpenConns(max(20, b.o.consumers+8))
 	asyncInbox, err := middleware.NewPostgresInbox(asyncDB, middleware.InboxConfig{Table: name + "_inbox"})
 	if err != nil {
 		return err

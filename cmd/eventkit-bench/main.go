@@ -121,7 +121,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer db.Close()
-	db.SetMaxOpenConns(20)
+	db.SetMaxOpenConns(max(20, o.consumers+8)) // the consume scenario holds one per message in flight
 	if err := db.PingContext(ctx); err != nil {
 		log.Fatalf("PostgreSQL: %v", err)
 	}
