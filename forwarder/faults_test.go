@@ -7,19 +7,16 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
 
-	"github.com/b2131a45/eventkit/events"
 	"github.com/b2131a45/eventkit/forwarder"
 	"github.com/b2131a45/eventkit/internal/kafkatest"
 	"github.com/b2131a45/eventkit/internal/testenv"
@@ -43,31 +40,9 @@ func init() {
 // sink pauses up to 3 ms after each confirmed batch, so that kills land
 // between a confirm and its mark too.
 func runFaultChild(name string) int {
-	db, err := sql.Open("pgx", testenv.PostgresURL())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	defer db.Close()
-	ob, err := forwarder.NewOutbox(db, forwarder.OutboxConfig{Registry: events.NewRegistry(), Name: name})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	cfg := fastRelay()
-	cfg.BatchSize = 500
-	relay, err := forwarder.NewRelay(ob, &jitterSink{sqlSink: sqlSink{db: db, table: "sink_" + name}}, cfg)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	if err := relay.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
+	return relayChild(name, 500, func(db *sql.DB) message.Publisher {
+		return &jitterSink{sqlSink: sqlSink{db: db, table: "sink_" + name}}
+	})
 }
 
 // jitterSink is a sqlSink that sleeps 0-3 ms after each confirm.

@@ -66,6 +66,15 @@ func (sqlSink) Close() error { return nil }
 // is killed.
 func runChildRelay() int {
 	name := os.Getenv(childEnv)
+	return relayChild(name, 50, func(db *sql.DB) message.Publisher {
+		return sqlSink{db: db, table: "sink_" + name, blockAfter: killAfter, n: new(atomic.Int64)}
+	})
+}
+
+// relayChild is the body of a re-executed test binary that relays outbox
+// name into the publisher sink makes, batchSize rows at a time, until it
+// is killed (or stopped with SIGTERM). It returns the exit code.
+func relayChild(name string, batchSize int, sink func(*sql.DB) message.Publisher) int {
 	db, err := sql.Open("pgx", testenv.PostgresURL())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -78,8 +87,8 @@ func runChildRelay() int {
 		return 2
 	}
 	cfg := fastRelay()
-	cfg.BatchSize = 50
-	relay, err := forwarder.NewRelay(ob, sqlSink{db: db, table: "sink_" + name, blockAfter: killAfter, n: new(atomic.Int64)}, cfg)
+	cfg.BatchSize = batchSize
+	relay, err := forwarder.NewRelay(ob, sink(db), cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
