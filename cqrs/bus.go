@@ -6,8 +6,12 @@ import (
 	"fmt"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/b2131a45/eventkit/events"
+	"github.com/b2131a45/eventkit/internal/tracing"
 )
 
 // TopicFunc maps an event name to a topic.
@@ -27,6 +31,18 @@ type BusConfig struct {
 	// Topic maps an event name to the topic it is published to. Defaults to
 	// EventNameTopic. Processors must use the same mapping.
 	Topic TopicFunc
+	// TracerProvider turns on OpenTelemetry tracing of Publish: a producer
+	// "send <topic>" span per event, a child of the span of the publishing
+	// context, whose W3C trace context (events.KeyTraceParent,
+	// events.KeyTraceState) the message carries to the consumer's
+	// middleware.Tracing span. Defaults to nil: tracing off, nothing added.
+	// (Events written to an outbox are traced by OutboxConfig.TracerProvider
+	// instead.)
+	TracerProvider trace.TracerProvider
+	// MessagingSystem is the messaging.system attribute of the spans, e.g.
+	// "rabbitmq" (transports.Transport.MessagingSystem). Defaults to ""
+	// (attribute left out).
+	MessagingSystem string
 }
 
 func (c BusConfig) validate() error {
@@ -39,10 +55,12 @@ func (c BusConfig) validate() error {
 // Bus publishes typed integration events. It is safe for concurrent use and
 // cheap to create (one per transaction is fine).
 type Bus struct {
-	pub   message.Publisher
-	reg   *events.Registry
-	src   string
-	topic TopicFunc
+	pub    message.Publisher
+	reg    *events.Registry
+	src    string
+	topic  TopicFunc
+	tracer trace.Tracer // nil when tracing is off
+	system string
 }
 
 // NewBus returns a Bus publishing to pub. It returns an error if pub is nil
@@ -57,7 +75,8 @@ func NewBus(pub message.Publisher, cfg BusConfig) (*Bus, error) {
 	if cfg.Topic == nil {
 		cfg.Topic = EventNameTopic
 	}
-	return &Bus{pub: pub, reg: cfg.Registry, src: cfg.Source, topic: cfg.Topic}, nil
+	return &Bus{pub: pub, reg: cfg.Registry, src: cfg.Source, topic: cfg.Topic,
+		tracer: tracing.Tracer(cfg.TracerProvider), system: cfg.MessagingSystem}, nil
 }
 
 // Publish encodes each event (a registered T or *T), stamps its envelope from
@@ -79,12 +98,53 @@ func (b *Bus) Publish(ctx context.Context, evts ...any) error {
 		for end < len(msgs) && topics[end] == topics[start] {
 			end++
 		}
-		if err := b.pub.Publish(topics[start], msgs[start:end]...); err != nil {
+		endSpans := b.traceSend(ctx, topics[start], msgs[start:end])
+		err := b.pub.Publish(topics[start], msgs[start:end]...)
+		endSpans(err)
+		if err != nil {
 			return fmt.Errorf("cqrs: publish to %q: %w", topics[start], err)
 		}
 		start = end
 	}
 	return nil
+}
+
+// traceSend starts a producer "send" span per message, a child of the span
+// of ctx, and injects its context into the message metadata. The returned
+// func ends the spans with the outcome of the publish. Without a tracer it
+// does nothing.
+func (b *Bus) traceSend(ctx context.Context, topic string, msgs []*message.Message) func(error) {
+	if b.tracer == nil {
+		return func(error) {}
+	}
+	spans := make([]trace.Span, len(msgs))
+	for i, m := range msgs {
+		attrs := []attribute.KeyValue{
+			tracing.DestinationName.String(topic),
+			tracing.OperationType.String("send"),
+			tracing.OperationName.String("send"),
+			tracing.MessageID.String(m.UUID),
+			tracing.EventName.String(m.Metadata.Get(events.KeyName)),
+		}
+		if id := m.Metadata.Get(events.KeyCorrelationID); id != "" {
+			attrs = append(attrs, tracing.ConversationID.String(id))
+		}
+		if b.system != "" {
+			attrs = append(attrs, tracing.System.String(b.system))
+		}
+		sctx, span := b.tracer.Start(ctx, "send "+topic, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+		tracing.Inject(sctx, m)
+		spans[i] = span
+	}
+	return func(err error) {
+		for _, s := range spans {
+			if err != nil {
+				s.RecordError(err)
+				s.SetStatus(codes.Error, "publish failed")
+			}
+			s.End()
+		}
+	}
 }
 
 // Messages encodes events into messages and their topics without publishing
