@@ -6,8 +6,6 @@ import (
 	"fmt"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/b2131a45/eventkit/events"
@@ -117,34 +115,7 @@ func (b *Bus) traceSend(ctx context.Context, topic string, msgs []*message.Messa
 	if b.tracer == nil {
 		return func(error) {}
 	}
-	spans := make([]trace.Span, len(msgs))
-	for i, m := range msgs {
-		attrs := []attribute.KeyValue{
-			tracing.DestinationName.String(topic),
-			tracing.OperationType.String("send"),
-			tracing.OperationName.String("send"),
-			tracing.MessageID.String(m.UUID),
-			tracing.EventName.String(m.Metadata.Get(events.KeyName)),
-		}
-		if id := m.Metadata.Get(events.KeyCorrelationID); id != "" {
-			attrs = append(attrs, tracing.ConversationID.String(id))
-		}
-		if b.system != "" {
-			attrs = append(attrs, tracing.System.String(b.system))
-		}
-		sctx, span := b.tracer.Start(ctx, "send "+topic, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
-		tracing.Inject(sctx, m)
-		spans[i] = span
-	}
-	return func(err error) {
-		for _, s := range spans {
-			if err != nil {
-				s.RecordError(err)
-				s.SetStatus(codes.Error, "publish failed")
-			}
-			s.End()
-		}
-	}
+	return tracing.StartProducers(ctx, b.tracer, "send", b.system, msgs, func(int) string { return topic })
 }
 
 // Messages encodes events into messages and their topics without publishing

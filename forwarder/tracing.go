@@ -8,7 +8,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/b2131a45/eventkit/events"
 	"github.com/b2131a45/eventkit/internal/tracing"
 )
 
@@ -21,36 +20,8 @@ func (o *Outbox) traceCreate(ctx context.Context, msgs []*message.Message, topic
 	if o.tracer == nil || len(msgs) == 0 {
 		return func(error) {}
 	}
-	spans := make([]trace.Span, len(msgs))
-	for i, m := range msgs {
-		attrs := []attribute.KeyValue{
-			tracing.DestinationName.String(topics[i]),
-			tracing.OperationType.String("create"),
-			tracing.OperationName.String("create"),
-			tracing.MessageID.String(m.UUID),
-			tracing.EventName.String(m.Metadata.Get(events.KeyName)),
-			tracing.OutboxName.String(o.cfg.Name),
-		}
-		if id := m.Metadata.Get(events.KeyCorrelationID); id != "" {
-			attrs = append(attrs, tracing.ConversationID.String(id))
-		}
-		if o.cfg.MessagingSystem != "" {
-			attrs = append(attrs, tracing.System.String(o.cfg.MessagingSystem))
-		}
-		sctx, span := o.tracer.Start(ctx, "create "+topics[i],
-			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
-		tracing.Inject(sctx, m)
-		spans[i] = span
-	}
-	return func(err error) {
-		for _, s := range spans {
-			if err != nil {
-				s.RecordError(err)
-				s.SetStatus(codes.Error, "outbox insert failed")
-			}
-			s.End()
-		}
-	}
+	return tracing.StartProducers(ctx, o.tracer, "create", o.cfg.MessagingSystem, msgs,
+		func(i int) string { return topics[i] }, tracing.OutboxName.String(o.cfg.Name))
 }
 
 // tracePublish starts the relay's producer "send" span for one publish

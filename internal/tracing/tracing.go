@@ -9,6 +9,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -81,4 +82,41 @@ func Extract(ctx context.Context, msg *message.Message) context.Context {
 // valid when there is none.
 func SpanContext(msg *message.Message) trace.SpanContext {
 	return trace.SpanContextFromContext(Extract(context.Background(), msg))
+}
+
+// StartProducers starts one producer span "<op> <topic>" per message, a
+// child of the span of ctx, with the messaging attributes of the message
+// (destination, operation op, message id, event name, conversation id,
+// system when not "") and extra, and injects each span's context into its
+// message's metadata. topic gives the topic of message i. The returned
+// func ends the spans, recording err on each when it is not nil.
+func StartProducers(ctx context.Context, tr trace.Tracer, op, system string, msgs []*message.Message, topic func(i int) string, extra ...attribute.KeyValue) func(error) {
+	spans := make([]trace.Span, len(msgs))
+	for i, m := range msgs {
+		attrs := append([]attribute.KeyValue{
+			DestinationName.String(topic(i)),
+			OperationType.String(op),
+			OperationName.String(op),
+			MessageID.String(m.UUID),
+			EventName.String(m.Metadata.Get(events.KeyName)),
+		}, extra...)
+		if id := m.Metadata.Get(events.KeyCorrelationID); id != "" {
+			attrs = append(attrs, ConversationID.String(id))
+		}
+		if system != "" {
+			attrs = append(attrs, System.String(system))
+		}
+		sctx, span := tr.Start(ctx, op+" "+topic(i), trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+		Inject(sctx, m)
+		spans[i] = span
+	}
+	return func(err error) {
+		for _, s := range spans {
+			if err != nil {
+				s.RecordError(err)
+				s.SetStatus(codes.Error, op+" failed")
+			}
+			s.End()
+		}
+	}
 }
