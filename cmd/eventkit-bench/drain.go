@@ -179,10 +179,10 @@ func (b *bench) stockDrainer(label string, pub func() (message.Publisher, error)
 // Then consume reads the broker and the events it received are counted by
 // id against the outbox: a missing event fails the run (an error saying
 // EVENTS LOST); duplicates are returned.
-func (b *bench) drainOnce(ctx context.Context, d drainer, topic string, n int, reset func() error, check func() (int, error), consume func(*tally) error) (marked, inBroker float64, dups int, err error) {
+func (b *bench) drainOnce(ctx context.Context, d drainer, bt *brokerTopic, n int) (marked, inBroker float64, dups int, err error) {
 	name := b.name("drain")
 	defer b.drop(name)
-	ob, err := b.fill(ctx, name, topic, n)
+	ob, err := b.fill(ctx, name, bt.name, n)
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -190,17 +190,15 @@ func (b *bench) drainOnce(ctx context.Context, d drainer, topic string, n int, r
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	if reset != nil {
-		if err := reset(); err != nil {
-			return 0, 0, 0, err
-		}
+	if err := bt.reset(); err != nil {
+		return 0, 0, 0, err
 	}
-	marked, inBroker, err = b.drainRun(ctx, d, ob, n, check)
+	marked, inBroker, err = b.drainRun(ctx, d, ob, n, bt.count)
 	if err != nil {
 		return 0, 0, 0, err
 	}
 	t := newTally(ids)
-	if err := consume(t); err != nil {
+	if err := bt.consume(t); err != nil {
 		return 0, 0, 0, fmt.Errorf("%s: consumer: %w", d.label, err)
 	}
 	dups, err = t.check(d.label)
@@ -362,20 +360,45 @@ type transportPublisher struct {
 
 func (p transportPublisher) Close() error { return p.t.Close() }
 
-func (b *bench) amqpDrain(ctx context.Context, onlyEventkit bool) error {
+// brokerTopic is the broker side of a scenario: a topic, and how to empty
+// what a consumer would read of it, count what it holds and read it all.
+type brokerTopic struct {
+	name    string
+	reset   func() error
+	count   func() (int, error)
+	consume func(*tally) error
+}
+
+// amqpTopic declares a fresh RabbitMQ topic (exchange and queue) named
+// prefix plus a timestamp; the returned func deletes it.
+func (b *bench) amqpTopic(prefix string) (*brokerTopic, func(), error) {
 	r, err := dialRabbit(b.o.amqpURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	topic := fmt.Sprintf("%s.%d", prefix, time.Now().UnixNano())
+	if err := b.declare(r, topic, nil); err != nil {
+		r.close()
+		return nil, nil, err
+	}
+	queue := b.queueOf(topic)
+	return &brokerTopic{
+			name:    topic,
+			reset:   func() error { return r.purge(queue) },
+			count:   func() (int, error) { return r.count(queue) },
+			consume: func(t *tally) error { return consumeAMQP(b.o.amqpURL, queue, t, 5*time.Second) },
+		}, func() {
+			b.undeclare(r, topic)
+			r.close()
+		}, nil
+}
+
+func (b *bench) amqpDrain(ctx context.Context, onlyEventkit bool) error {
+	bt, closeTopic, err := b.amqpTopic("bench.amqp")
 	if err != nil {
 		return err
 	}
-	defer r.close()
-	topic := fmt.Sprintf("bench.amqp.%d", time.Now().UnixNano())
-	if err := b.declare(r, topic, nil); err != nil {
-		return err
-	}
-	defer b.undeclare(r, topic)
-	reset := func() error { return r.purge(b.queueOf(topic)) }
-	check := func() (int, error) { return r.count(b.queueOf(topic)) }
-	consume := func(t *tally) error { return consumeAMQP(b.o.amqpURL, b.queueOf(topic), t, 5*time.Second) }
+	defer closeTopic()
 
 	drainers := []drainer{
 		b.eventkitDrainer("eventkit relay (pipelined confirms)", b.eventkitAMQP()),
@@ -394,7 +417,7 @@ func (b *bench) amqpDrain(ctx context.Context, onlyEventkit bool) error {
 	fmt.Printf("  (events/s until every row is marked, or acked by the stock forwarder; and until the queue holds every event)\n")
 	for run := 0; run < b.o.runs; run++ {
 		for _, d := range drainers {
-			eps, epsb, dups, err := b.drainOnce(ctx, d, topic, n, reset, check, consume)
+			eps, epsb, dups, err := b.drainOnce(ctx, d, bt, n)
 			if err != nil {
 				return err
 			}
@@ -402,7 +425,7 @@ func (b *bench) amqpDrain(ctx context.Context, onlyEventkit bool) error {
 			inBroker[d.label] = append(inBroker[d.label], epsb)
 			fmt.Printf("  run %d  %-42s %8.0f events/s  (in broker: %8.0f)  consumer: 0 missing, %d duplicates\n", run+1, d.label, eps, epsb, dups)
 		}
-		eps, dups, err := b.rawAMQP(topic, n, reset, check, consume)
+		eps, dups, err := b.rawAMQP(bt, n)
 		if err != nil {
 			return err
 		}
@@ -439,8 +462,8 @@ func (b *bench) amqpDrain(ctx context.Context, onlyEventkit bool) error {
 // rawAMQP publishes n events straight to RabbitMQ with pipelined confirms,
 // in calls of 1,000: no database, the ceiling of any relay.
 // The consumer then counts them by id.
-func (b *bench) rawAMQP(topic string, n int, reset func() error, check func() (int, error), consume func(*tally) error) (eps float64, dups int, err error) {
-	if err := reset(); err != nil {
+func (b *bench) rawAMQP(bt *brokerTopic, n int) (eps float64, dups int, err error) {
+	if err := bt.reset(); err != nil {
 		return 0, 0, err
 	}
 	_, msgs, err := b.messages(n)
@@ -455,12 +478,12 @@ func (b *bench) rawAMQP(topic string, n int, reset func() error, check func() (i
 	defer pub.Close()
 	began := time.Now()
 	for i := 0; i < n; i += 1000 {
-		if err := pub.Publish(topic, msgs[i:min(i+1000, n)]...); err != nil {
+		if err := pub.Publish(bt.name, msgs[i:min(i+1000, n)]...); err != nil {
 			return 0, 0, err
 		}
 	}
 	elapsed := time.Since(began)
-	got, err := check()
+	got, err := bt.count()
 	if err != nil {
 		return 0, 0, err
 	}
@@ -468,7 +491,7 @@ func (b *bench) rawAMQP(topic string, n int, reset func() error, check func() (i
 		return 0, 0, fmt.Errorf("EVENTS LOST: raw: the broker has %d of %d events", got, n)
 	}
 	t := newTally(ids)
-	if err := consume(t); err != nil {
+	if err := bt.consume(t); err != nil {
 		return 0, 0, fmt.Errorf("raw: consumer: %w", err)
 	}
 	dups, err = t.check("raw pipelined confirms")
@@ -478,24 +501,16 @@ func (b *bench) rawAMQP(topic string, n int, reset func() error, check func() (i
 // direct is the ceiling on its own: the events of a drain published
 // straight to RabbitMQ with pipelined confirms, no database, -runs times.
 func (b *bench) direct(ctx context.Context) error {
-	r, err := dialRabbit(b.o.amqpURL)
+	bt, closeTopic, err := b.amqpTopic("bench.direct")
 	if err != nil {
 		return err
 	}
-	defer r.close()
-	topic := fmt.Sprintf("bench.direct.%d", time.Now().UnixNano())
-	if err := b.declare(r, topic, nil); err != nil {
-		return err
-	}
-	defer b.undeclare(r, topic)
-	reset := func() error { return r.purge(b.queueOf(topic)) }
-	check := func() (int, error) { return r.count(b.queueOf(topic)) }
-	consume := func(t *tally) error { return consumeAMQP(b.o.amqpURL, b.queueOf(topic), t, 5*time.Second) }
+	defer closeTopic()
 	n := b.o.events
 	fmt.Printf("\n== direct: %d events straight to RabbitMQ, pipelined confirms (calls of 1,000), no database, %d runs ==\n", n, b.o.runs)
 	var raw []float64
 	for run := 0; run < b.o.runs && ctx.Err() == nil; run++ {
-		eps, dups, err := b.rawAMQP(topic, n, reset, check, consume)
+		eps, dups, err := b.rawAMQP(bt, n)
 		if err != nil {
 			return err
 		}
@@ -558,16 +573,19 @@ func (b *bench) kafkaDrain(ctx context.Context) error {
 		}
 		return sum, nil
 	}
-	reset := func() error {
-		var err error
-		base, err = total(from)
-		return err
+	bt := &brokerTopic{
+		name: topic,
+		reset: func() error {
+			var err error
+			base, err = total(from)
+			return err
+		},
+		count: func() (int, error) {
+			t, err := total(nil)
+			return t - base, err
+		},
+		consume: func(t *tally) error { return consumeKafka(client, topic, from, t) },
 	}
-	check := func() (int, error) {
-		t, err := total(nil)
-		return t - base, err
-	}
-	consume := func(t *tally) error { return consumeKafka(client, topic, from, t) }
 
 	drainers := []drainer{
 		b.eventkitDrainer("eventkit relay (batched, acks=all)", b.eventkitKafka(addrs)),
@@ -580,7 +598,7 @@ func (b *bench) kafkaDrain(ctx context.Context) error {
 	fmt.Printf("\n== PostgreSQL outbox → Kafka (kfake, in process), %d events, %d runs, eventkit publisher: %s ==\n", n, b.o.runs, b.o.publisher)
 	for run := 0; run < b.o.runs; run++ {
 		for _, d := range drainers {
-			eps, _, dups, err := b.drainOnce(ctx, d, topic, n, reset, check, consume)
+			eps, _, dups, err := b.drainOnce(ctx, d, bt, n)
 			if err != nil {
 				return err
 			}

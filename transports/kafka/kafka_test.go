@@ -337,8 +337,16 @@ func TestSASL(t *testing.T) {
 	var logs testutil.LogBuffer
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	cfg.User, cfg.Password = "admin", secret
+	authenticates(t, cfg, secret, secret+"-wrong", &logs)
+}
+
+// authenticates checks that cfg's credentials carry an event there and
+// back, and that the wrong password fails without secret in the error or in
+// logs (cfg.Logger's buffer).
+func authenticates(t *testing.T, cfg kafka.Config, secret, wrongPassword string, logs *testutil.LogBuffer) {
+	t.Helper()
 	tr := newTransport(t, cfg)
-	topic := testenv.Name(t, "sasl")
+	topic := testenv.Name(t, "auth")
 	sent := message.NewMessage(watermill.NewUUID(), []byte("x"))
 	require.NoError(t, tr.Publisher().Publish(topic, sent))
 	sub, err := tr.Subscriber("g")
@@ -346,7 +354,7 @@ func TestSASL(t *testing.T) {
 	require.Equal(t, sent.UUID, testutil.Receive(t, testutil.Subscribe(t, sub, topic)).UUID)
 
 	wrong := cfg
-	wrong.Password = secret + "-wrong"
+	wrong.Password = wrongPassword
 	wrong.DialTimeout = 2 * time.Second
 	_, err = kafka.New(wrong)
 	require.Error(t, err)

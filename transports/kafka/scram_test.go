@@ -5,15 +5,11 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/b2131a45/eventkit/internal/kafkatest"
-	"github.com/b2131a45/eventkit/internal/testenv"
 	"github.com/b2131a45/eventkit/transports/internal/testutil"
 	"github.com/b2131a45/eventkit/transports/kafka"
 )
@@ -35,22 +31,7 @@ func TestSCRAM(t *testing.T) {
 			require.Equal(t, mech, cfg.Mechanism)
 			var logs testutil.LogBuffer
 			cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-			tr := newTransport(t, cfg)
-
-			topic := testenv.Name(t, "scram")
-			sent := message.NewMessage(watermill.NewUUID(), []byte("x"))
-			require.NoError(t, tr.Publisher().Publish(topic, sent))
-			sub, err := tr.Subscriber("g")
-			require.NoError(t, err)
-			require.Equal(t, sent.UUID, testutil.Receive(t, testutil.Subscribe(t, sub, topic)).UUID)
-
-			wrong := cfg
-			wrong.Password = "Wr0ng-" + secret
-			wrong.DialTimeout = 2 * time.Second
-			_, err = kafka.New(wrong)
-			require.Error(t, err)
-			require.NotContains(t, err.Error(), secret)
-			require.NotContains(t, logs.String(), secret)
+			authenticates(t, cfg, secret, "Wr0ng-"+secret, &logs)
 		})
 	}
 }
