@@ -55,13 +55,17 @@ type Deduplicate struct {
 //
 // A message without handler name or event id, or with one too long to
 // store, fails with a permanent error. NewDeduplicate returns an error if
-// store is nil, or InTx is set with a MemoryInbox.
+// store is nil, or InTx is set with a MemoryInbox or an inbox with
+// InboxConfig.GroupCommit.
 func NewDeduplicate(store InboxStore, cfg DeduplicateConfig) (*Deduplicate, error) {
 	if store == nil {
 		return nil, errors.New("middleware: Deduplicate inbox store is nil")
 	}
 	if _, mem := store.(*MemoryInbox); mem && cfg.InTx {
 		return nil, errors.New("middleware: DeduplicateConfig.InTx needs a SQL inbox store, not a MemoryInbox")
+	}
+	if g, ok := store.(interface{ GroupCommit() bool }); ok && g.GroupCommit() && cfg.InTx {
+		return nil, errors.New("middleware: DeduplicateConfig.InTx needs a transaction per claim, but the inbox has InboxConfig.GroupCommit set")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

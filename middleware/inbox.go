@@ -88,6 +88,28 @@ type InboxConfig struct {
 	// horizon (Default checks it), transport redeliveries, and DLQ replays.
 	// Defaults to InboxRetentionDefault.
 	Retention time.Duration
+	// GroupCommit makes a PostgreSQL inbox record the keys of messages
+	// handled at the same time in one shared transaction (group commit):
+	// the claims made while a group is open are inserted by one statement,
+	// and the group commits once, when its last member commits or rolls
+	// back. It cuts the database round trips and commits per message by the
+	// number of messages in flight (competing consumers, handlers), which is
+	// what bounds a per-message inbox's throughput.
+	//
+	// Every guarantee of a per-message claim holds: a key is recorded only
+	// if its handler succeeded and Commit returned nil, and two deliveries
+	// of one event never run at once (in-process they wait for each other;
+	// across processes on the row lock). The costs: a member's Commit waits
+	// for the group's slowest handler, so use it for handlers of similar,
+	// short duration; a failed group transaction (a lost connection, or a
+	// deadlock between two processes claiming the same events in opposite
+	// orders, which PostgreSQL breaks) fails every member, whose messages
+	// are then retried; claims have no transaction of their own, so
+	// Deduplicate's InTx cannot be used (NewDeduplicate rejects it).
+	//
+	// PostgreSQL only: NewMySQLInbox and NewSQLiteInbox reject it; a
+	// MemoryInbox ignores it. Defaults to false: one transaction per claim.
+	GroupCommit bool
 }
 
 var validTable = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,47}$`)

@@ -44,6 +44,10 @@ func (d dialect) String() string {
 // handler writes to the same database (a handler writing through another
 // connection would wait for the claim it runs under), set a busy timeout
 // (e.g. _pragma=busy_timeout(5000)) and WAL mode.
+//
+// With InboxConfig.GroupCommit (PostgreSQL only), the claims made while a
+// group transaction is open join it instead of beginning their own; the
+// guarantees above hold, and each group holds one connection.
 type SQLInbox struct {
 	db      *sql.DB
 	dialect dialect
@@ -51,6 +55,7 @@ type SQLInbox struct {
 
 	insertQ, purgeQ, containsQ string
 	schema                     []string
+	group                      *groupCommitter // InboxConfig.GroupCommit; nil without
 }
 
 // NewPostgresInbox returns an inbox in PostgreSQL through db (any
@@ -83,7 +88,13 @@ func newSQLInbox(db *sql.DB, cfg InboxConfig, d dialect) (*SQLInbox, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if cfg.GroupCommit && d != postgres {
+		return nil, fmt.Errorf("middleware: %s inbox: InboxConfig.GroupCommit is supported with PostgreSQL only", d)
+	}
 	s := &SQLInbox{db: db, dialect: d, cfg: cfg}
+	if cfg.GroupCommit {
+		s.group = newGroupCommitter(s)
+	}
 	t := cfg.Table // validated: [a-z0-9_] only, safe to splice
 	r := strings.NewReplacer("{t}", t)
 	switch d {
@@ -133,6 +144,10 @@ func newSQLInbox(db *sql.DB, cfg InboxConfig, d dialect) (*SQLInbox, error) {
 // Table returns the inbox table name.
 func (s *SQLInbox) Table() string { return s.cfg.Table }
 
+// GroupCommit reports whether claims share group transactions
+// (InboxConfig.GroupCommit).
+func (s *SQLInbox) GroupCommit() bool { return s.group != nil }
+
 // Retention returns InboxConfig.Retention.
 func (s *SQLInbox) Retention() time.Duration { return s.cfg.Retention }
 
@@ -170,10 +185,14 @@ func (s *SQLInbox) timeArg(t time.Time) any {
 
 // Claim begins a transaction and inserts key in it. See SQLInbox for how
 // concurrent claims of one key behave. The transaction ends when ctx ends,
-// so use the context of the handling.
+// so use the context of the handling. With InboxConfig.GroupCommit the
+// claim joins the open group transaction instead (its Tx is nil).
 func (s *SQLInbox) Claim(ctx context.Context, key InboxKey) (InboxClaim, error) {
 	if err := key.validate(); err != nil {
 		return nil, Permanent(err)
+	}
+	if s.group != nil {
+		return s.group.claim(ctx, key)
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {

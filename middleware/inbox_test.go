@@ -29,6 +29,10 @@ func storeCases() []storeCase {
 			return s
 		}})
 	}
+	cases = append(cases, storeCase{name: "postgres-groupcommit", new: func(t *testing.T) middleware.InboxStore {
+		s, _ := newSQLInbox(t, sqlBackends[0], middleware.InboxConfig{GroupCommit: true})
+		return s
+	}})
 	return cases
 }
 

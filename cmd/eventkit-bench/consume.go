@@ -73,6 +73,12 @@ func (b *bench) consume(ctx context.Context) error {
 		return err
 	}
 
+	// The same table again, through an inbox with group commit.
+	groupInbox, err := middleware.NewPostgresInbox(b.db, middleware.InboxConfig{Table: name + "_inbox", GroupCommit: true})
+	if err != nil {
+		return err
+	}
+
 	k := b.o.consumers
 	consumers := []consumer{
 		{label: "stock: bare handler, 1 consumer, defaults (prefetch 1)", group: "stock1", parallel: 1, run: b.bareHandler(1)},
@@ -80,6 +86,8 @@ func (b *bench) consume(ctx context.Context) error {
 		{label: "eventkit: Default + PG inbox, 1 consumer, defaults", group: "ek1", parallel: 1, eventkit: true, run: b.eventkitHandler(inbox, "")},
 		{label: fmt.Sprintf("eventkit: Default + PG inbox, %d consumers, prefetch 100", k), group: "ekk", parallel: k, eventkit: true,
 			run: b.eventkitHandler(inbox, "?prefetch=100")},
+		{label: fmt.Sprintf("eventkit: Default + PG inbox, GroupCommit, %d consumers, prefetch 100, concurrency 8", k), group: "ekgroup", parallel: k, eventkit: true,
+			run: b.eventkitHandler(groupInbox, "?prefetch=100&concurrency=8")},
 		{label: fmt.Sprintf("diagnostic: eventkit, %d consumers, inbox synchronous_commit=off", k), group: "ekasync", parallel: k, diagnostic: true,
 			run: b.eventkitHandler(asyncInbox, "?prefetch=100")},
 	}

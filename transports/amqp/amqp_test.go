@@ -317,11 +317,12 @@ func TestPasswordStaysSecret(t *testing.T) {
 
 func TestParseURL(t *testing.T) {
 	t.Parallel()
-	cfg, err := amqp.ParseURL("amqps://u:p@rabbit:5671/vhost?prefetch=10&confirm_timeout=5s&publish_channels=2&dial_timeout=1s&reconnect_interval=2s&unroutable=drop&heartbeat=5")
+	cfg, err := amqp.ParseURL("amqps://u:p@rabbit:5671/vhost?prefetch=10&concurrency=4&confirm_timeout=5s&publish_channels=2&dial_timeout=1s&reconnect_interval=2s&unroutable=drop&heartbeat=5")
 	require.NoError(t, err)
 	require.Equal(t, amqp.Config{
 		URL:               "amqps://u:p@rabbit:5671/vhost?heartbeat=5",
 		Prefetch:          10,
+		Concurrency:       4,
 		ConfirmTimeout:    5 * time.Second,
 		PublishChannels:   2,
 		DialTimeout:       time.Second,
@@ -330,13 +331,14 @@ func TestParseURL(t *testing.T) {
 	}, cfg)
 
 	for raw, want := range map[string]string{
-		"amqp://u:hunter2@/":                 "missing host",
-		"http://u:hunter2@host/":             `scheme "http" is not amqp or amqps`,
-		"amqp://u:hunter2@host/?prefetch=-1": `invalid value "-1" for option "prefetch"`,
-		"amqp://u:hunter2@host/?prefech=1":   `unknown option "prefech"`,
-		"amqp://u:hunter2@host/?unroutable=": `invalid value "" for option "unroutable"`,
-		"amqp://u:hunter2@host:port/":        "malformed URL",
-		"amqp://u:hunter2@host/?heartbeat=x": "heartbeat",
+		"amqp://u:hunter2@/":                              "missing host",
+		"http://u:hunter2@host/":                          `scheme "http" is not amqp or amqps`,
+		"amqp://u:hunter2@host/?prefetch=-1":              `invalid value "-1" for option "prefetch"`,
+		"amqp://u:hunter2@host/?prefech=1":                `unknown option "prefech"`,
+		"amqp://u:hunter2@host/?unroutable=":              `invalid value "" for option "unroutable"`,
+		"amqp://u:hunter2@host:port/":                     "malformed URL",
+		"amqp://u:hunter2@host/?heartbeat=x":              "heartbeat",
+		"amqp://u:hunter2@host/?prefetch=2&concurrency=3": "Config.Concurrency 3 is more than Config.Prefetch 2",
 	} {
 		_, err := amqp.ParseURL(raw)
 		require.ErrorContains(t, err, want, raw)
@@ -347,11 +349,13 @@ func TestParseURL(t *testing.T) {
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	for field, cfg := range map[string]amqp.Config{
-		"Config.URL":             {},
-		"Config.DialTimeout":     {URL: "amqp://h/", DialTimeout: -1},
-		"Config.PublishChannels": {URL: "amqp://h/", PublishChannels: -1},
-		"Config.Prefetch":        {URL: "amqp://h/", Prefetch: -1},
-		"Config.Unroutable":      {URL: "amqp://h/", Unroutable: 7},
+		"Config.URL":                {},
+		"Config.DialTimeout":        {URL: "amqp://h/", DialTimeout: -1},
+		"Config.PublishChannels":    {URL: "amqp://h/", PublishChannels: -1},
+		"Config.Prefetch":           {URL: "amqp://h/", Prefetch: -1},
+		"Config.Concurrency":        {URL: "amqp://h/", Concurrency: -1},
+		"more than Config.Prefetch": {URL: "amqp://h/", Concurrency: 8, Prefetch: 4},
+		"Config.Unroutable":         {URL: "amqp://h/", Unroutable: 7},
 	} {
 		_, err := amqp.New(context.Background(), cfg)
 		require.ErrorContains(t, err, field)

@@ -16,6 +16,7 @@ const (
 	ConfirmTimeoutDefault    = 30 * time.Second
 	PublishChannelsDefault   = 8
 	PrefetchDefault          = 1
+	ConcurrencyDefault       = 1
 )
 
 // Unroutable is what Publish does with a message no queue receives.
@@ -81,6 +82,18 @@ type Config struct {
 	// may then come back after later ones.
 	Prefetch int
 
+	// Concurrency is how many messages of one subscription are handed out
+	// at once: the next message goes to the handler without waiting for
+	// the previous ones to be acked, up to Concurrency unacked. Defaults to
+	// ConcurrencyDefault, one at a time, which keeps a queue's order. Above
+	// one, handlers of a subscription run in parallel and the order between
+	// messages is lost; it raises the throughput of handlers that wait (on
+	// a database, on an inbox with group commit) without opening more
+	// consumers. The broker never sends more than Prefetch unacked
+	// messages, so Prefetch, if set, must be at least Concurrency; unset, it
+	// defaults to Concurrency.
+	Concurrency int
+
 	// QueueArgs are the arguments of the queues subscribers declare, such
 	// as x-queue-type, x-dead-letter-exchange or x-overflow. They must match
 	// the arguments of queues that already exist. Defaults to none.
@@ -104,8 +117,11 @@ func (c Config) withDefaults() Config {
 	if c.PublishChannels == 0 {
 		c.PublishChannels = PublishChannelsDefault
 	}
+	if c.Concurrency == 0 {
+		c.Concurrency = ConcurrencyDefault
+	}
 	if c.Prefetch == 0 {
-		c.Prefetch = PrefetchDefault
+		c.Prefetch = max(PrefetchDefault, c.Concurrency)
 	}
 	return c
 }
@@ -131,6 +147,12 @@ func (c Config) validate() error {
 	}
 	if c.Prefetch < 0 {
 		return fmt.Errorf("amqp: Config.Prefetch must not be negative, got %d", c.Prefetch)
+	}
+	if c.Concurrency < 0 {
+		return fmt.Errorf("amqp: Config.Concurrency must not be negative, got %d", c.Concurrency)
+	}
+	if c.Prefetch > 0 && c.Concurrency > c.Prefetch {
+		return fmt.Errorf("amqp: Config.Concurrency %d is more than Config.Prefetch %d: the broker would never send that many messages at once; raise Prefetch or leave it unset", c.Concurrency, c.Prefetch)
 	}
 	if c.Unroutable != UnroutableError && c.Unroutable != UnroutableDrop {
 		return fmt.Errorf("amqp: Config.Unroutable is invalid: %s", c.Unroutable)

@@ -188,15 +188,39 @@ func (s *Subscriber) consume(ctx context.Context, topic string, out chan<- *mess
 		return fmt.Errorf("consume queue %q: %w", queue, err)
 	}
 	consuming()
+	// Up to Concurrency messages are out at once; each one in flight holds
+	// a slot until it is settled. The deferred Wait runs before ch.Close.
+	slots := make(chan struct{}, s.cfg.Concurrency)
+	var inFlight sync.WaitGroup
+	defer inFlight.Wait()
 	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		case <-s.closing:
+			return nil
+		}
 		select {
 		case d, ok := <-deliveries:
 			if !ok {
 				return errChannelClosed
 			}
-			if stop := s.deliver(ctx, d, out); stop {
+			msg, cancel, handed := s.handOut(ctx, d, out)
+			if !handed {
 				return nil
 			}
+			if s.cfg.Concurrency == 1 {
+				s.await(ctx, d, msg, cancel)
+				<-slots
+				continue
+			}
+			inFlight.Add(1)
+			go func() {
+				defer inFlight.Done()
+				s.await(ctx, d, msg, cancel)
+				<-slots
+			}()
 		case <-ctx.Done():
 			return nil
 		case <-s.closing:
@@ -205,36 +229,38 @@ func (s *Subscriber) consume(ctx context.Context, topic string, out chan<- *mess
 	}
 }
 
-// deliver hands one delivery to the consumer and settles it with the
-// broker. It reports whether the subscription must stop.
-func (s *Subscriber) deliver(ctx context.Context, d amqp.Delivery, out chan<- *message.Message) (stop bool) {
+// handOut hands one delivery to the consumer, with a context that lives
+// until await cancels it. It reports false, having nacked the delivery, if
+// the subscription stopped first.
+func (s *Subscriber) handOut(ctx context.Context, d amqp.Delivery, out chan<- *message.Message) (*message.Message, context.CancelFunc, bool) {
 	msg := unmarshal(d)
 	msgCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	msg.SetContext(msgCtx)
-
 	select {
 	case out <- msg:
+		return msg, cancel, true
 	case <-ctx.Done():
-		s.settle(d.Nack(false, true))
-		return true
 	case <-s.closing:
-		s.settle(d.Nack(false, true))
-		return true
 	}
+	cancel()
+	s.settle(d.Nack(false, true))
+	return nil, nil, false
+}
+
+// await settles a handed-out delivery with the broker once the consumer
+// acks or nacks it; if the subscription stops first, it is nacked (and
+// requeued).
+func (s *Subscriber) await(ctx context.Context, d amqp.Delivery, msg *message.Message, cancel context.CancelFunc) {
+	defer cancel()
 	select {
 	case <-msg.Acked():
 		s.settle(d.Ack(false))
-		return false
 	case <-msg.Nacked():
 		s.settle(d.Nack(false, true))
-		return false
 	case <-ctx.Done():
 		s.settle(d.Nack(false, true))
-		return true
 	case <-s.closing:
 		s.settle(d.Nack(false, true))
-		return true
 	}
 }
 

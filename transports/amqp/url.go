@@ -12,6 +12,7 @@ import (
 // host, port and vhost are amqp091-go's. Query parameters:
 //
 //	prefetch            Config.Prefetch, e.g. 10
+//	concurrency         Config.Concurrency, e.g. 4
 //	publish_channels    Config.PublishChannels
 //	confirm_timeout     Config.ConfirmTimeout, e.g. 10s
 //	dial_timeout        Config.DialTimeout
@@ -37,6 +38,7 @@ func ParseURL(rawURL string) (Config, error) {
 	unroutable := ""
 	opts := urlopt.New(u.Query())
 	opts.Int("prefetch", &cfg.Prefetch)
+	opts.Int("concurrency", &cfg.Concurrency)
 	opts.Int("publish_channels", &cfg.PublishChannels)
 	opts.Duration("confirm_timeout", &cfg.ConfirmTimeout)
 	opts.Duration("dial_timeout", &cfg.DialTimeout)

@@ -1,0 +1,131 @@
+package amqp_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/require"
+
+	"github.com/b2131a45/eventkit/internal/testenv"
+	"github.com/b2131a45/eventkit/transports/amqp"
+)
+
+// receive returns the next message of msgs, failing the test after 10 s.
+func receive(t *testing.T, msgs <-chan *message.Message) *message.Message {
+	t.Helper()
+	select {
+	case m := <-msgs:
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message within 10 s")
+		return nil
+	}
+}
+
+// none checks that msgs hands out nothing for a moment.
+func none(t *testing.T, msgs <-chan *message.Message, why string) {
+	t.Helper()
+	select {
+	case m := <-msgs:
+		t.Fatalf("%s: got message %s", why, m.UUID)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+func publishN(t *testing.T, tr *amqp.Transport, topic string, n int) {
+	t.Helper()
+	for i := range n {
+		require.NoError(t, tr.Publisher().Publish(topic, message.NewMessage(strconv.Itoa(i), []byte("p"))))
+	}
+}
+
+func TestConcurrency(t *testing.T) {
+	t.Parallel()
+
+	t.Run("one at a time by default, in order", func(t *testing.T) {
+		t.Parallel()
+		tr := newTransport(t, config(t))
+		topic := testenv.Name(t, "conc1")
+		sub, err := tr.Subscriber("g")
+		require.NoError(t, err)
+		msgs, err := sub.Subscribe(context.Background(), topic)
+		require.NoError(t, err)
+		publishN(t, tr, topic, 3)
+		for i := range 3 {
+			m := receive(t, msgs)
+			require.Equal(t, strconv.Itoa(i), m.UUID)
+			none(t, msgs, "the previous message is not acked")
+			m.Ack()
+		}
+	})
+
+	t.Run("up to Concurrency unacked, then one per ack", func(t *testing.T) {
+		t.Parallel()
+		cfg := config(t)
+		cfg.Concurrency = 4 // Prefetch unset: it follows Concurrency
+		tr := newTransport(t, cfg)
+		topic := testenv.Name(t, "conc4")
+		sub, err := tr.Subscriber("g")
+		require.NoError(t, err)
+		msgs, err := sub.Subscribe(context.Background(), topic)
+		require.NoError(t, err)
+		publishN(t, tr, topic, 6)
+		var out []*message.Message
+		for range 4 {
+			out = append(out, receive(t, msgs))
+		}
+		none(t, msgs, "four are unacked")
+		out[2].Ack()
+		out = append(out, receive(t, msgs))
+		none(t, msgs, "four are unacked again")
+		out[0].Nack() // requeued: it comes back
+		back := receive(t, msgs)
+		require.Contains(t, []string{out[0].UUID, "5"}, back.UUID)
+		back.Ack()
+		for _, m := range []*message.Message{out[1], out[3], out[4]} {
+			m.Ack()
+		}
+		// What is left (5, or 0 again) arrives, and nothing after it.
+		seen := map[string]bool{back.UUID: true}
+		for len(seen) < 2 {
+			m := receive(t, msgs)
+			seen[m.UUID] = true
+			m.Ack()
+		}
+		require.True(t, seen["0"] && seen["5"], "%v", seen)
+		none(t, msgs, "every message was acked")
+	})
+
+	t.Run("closing requeues the unacked messages", func(t *testing.T) {
+		t.Parallel()
+		cfg := config(t)
+		cfg.Concurrency = 3
+		tr := newTransport(t, cfg)
+		topic := testenv.Name(t, "concclose")
+		sub, err := tr.Subscriber("g")
+		require.NoError(t, err)
+		msgs, err := sub.Subscribe(context.Background(), topic)
+		require.NoError(t, err)
+		publishN(t, tr, topic, 3)
+		first := []*message.Message{receive(t, msgs), receive(t, msgs), receive(t, msgs)}
+		first[1].Ack()
+		require.NoError(t, sub.Close())
+
+		again, err := tr.Subscriber("g")
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = again.Close() })
+		msgs2, err := again.Subscribe(context.Background(), topic)
+		require.NoError(t, err)
+		got := map[string]bool{}
+		for range 2 {
+			m := receive(t, msgs2)
+			got[m.UUID] = true
+			m.Ack()
+		}
+		require.Equal(t, map[string]bool{first[0].UUID: true, first[2].UUID: true}, got)
+		none(t, msgs2, "the acked message stays acked")
+	})
+}
