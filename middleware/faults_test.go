@@ -297,3 +297,95 @@ func envInt(key string, def int) int {
 	}
 	return def
 }
+
+// TestGroupCommitConnectionsTerminated kills the PostgreSQL connections of
+// a group-commit inbox (the group transactions' and the pooled ones) over
+// and over while the Default chain consumes from RabbitMQ with concurrent
+// handling: a failed group fails its members, which are retried; every
+// event is handled and recorded, nothing is dead-lettered. Without InTx the
+// handler of a member whose group failed after it ran runs again: effects
+// are at least once, and the extra runs are bounded by the kills.
+func TestGroupCommitConnectionsTerminated(t *testing.T) {
+	t.Parallel()
+	total := envInt("EVENTKIT_FAULT_GROUP_EVENTS", 3_000)
+	_, admin := newSQLInbox(t, sqlBackends[0], middleware.InboxConfig{})
+	app := testenv.Name(t, "grp")
+	db := openDB(t, "PostgreSQL", "pgx", testenv.PostgresURL()+"&application_name="+app)
+	inbox, err := middleware.NewPostgresInbox(db, middleware.InboxConfig{Table: testenv.Name(t, "inbox"), GroupCommit: true})
+	require.NoError(t, err)
+	require.NoError(t, inbox.Setup(context.Background()))
+	t.Cleanup(func() { _, _ = admin.Exec("DROP TABLE IF EXISTS " + inbox.Table()) })
+
+	tr, err := transports.Open(context.Background(), testenv.AMQPURL()+"?prefetch=32&concurrency=16")
+	if err != nil {
+		testenv.Unavailable(t, "RabbitMQ", err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	chain, err := middleware.Default(middleware.DefaultConfig{
+		Publisher: tr.Publisher(), Inbox: inbox, Subscribers: tr.Subscriber, Logger: discard,
+		Retry: middleware.RetryConfig{MaxAttempts: 10, InitialInterval: time.Millisecond, MaxInterval: 20 * time.Millisecond},
+	})
+	require.NoError(t, err)
+	topic := testenv.Name(t, "grpkill")
+	sub, err := tr.Subscriber("fault.group")
+	require.NoError(t, err)
+	require.NoError(t, sub.(message.SubscribeInitializer).SubscribeInitialize(topic))
+
+	var wire, rounds, killed atomic.Int64
+	var mu sync.Mutex
+	effects := map[string]int{}
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
+	require.NoError(t, err)
+	router.AddMiddleware(func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			wire.Add(1)
+			return h(msg)
+		}
+	})
+	router.AddMiddleware(chain.Middlewares()...)
+	router.AddConsumerHandler("fault.group", topic, sub, func(msg *message.Message) error {
+		mu.Lock()
+		effects[msg.UUID]++
+		n := len(effects)
+		mu.Unlock()
+		// Every 150 events, kill every connection of the inbox: the open
+		// group transactions among them.
+		if n%150 == 0 && rounds.Load() < int64(n/150) {
+			rounds.Add(1)
+			var k int64
+			if err := admin.QueryRow(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&k); err == nil {
+				killed.Add(k)
+			}
+		}
+		return nil
+	})
+	startRouter(t, router)
+	reg := newRegistry(t)
+	msgs := make([]*message.Message, total)
+	for i := range total {
+		msgs[i] = newEvent(t, reg, "o-"+strconv.Itoa(i))
+	}
+	require.NoError(t, tr.Publisher().Publish(topic, msgs...))
+
+	rows := func() int {
+		var n int
+		require.NoError(t, admin.QueryRow("SELECT count(*) FROM "+inbox.Table()).Scan(&n))
+		return n
+	}
+	require.Eventually(t, func() bool { return rows() == total }, 90*time.Second, 20*time.Millisecond)
+
+	mu.Lock()
+	defer mu.Unlock()
+	sum := 0
+	for _, m := range msgs {
+		require.Positive(t, effects[m.UUID], "event %s handled", m.UUID)
+		sum += effects[m.UUID]
+	}
+	t.Logf("%d kill rounds (%d backends): committed %d / delivered %d / duplicates-on-wire %d / effects %d (retries %d, dead letters %d)",
+		rounds.Load(), killed.Load(), total, len(effects), int(wire.Load())-total, sum, chain.Retry.Retries(), chain.DeadLettered())
+	require.Equal(t, total, len(effects))
+	require.Positive(t, killed.Load(), "connections were killed")
+	require.Positive(t, chain.Retry.Retries(), "the failed groups' members were retried")
+	require.Zero(t, chain.DeadLettered())
+	require.LessOrEqual(t, sum-total, int(chain.Retry.Retries()), "a handler runs again only for a retried attempt")
+}
