@@ -105,7 +105,10 @@ type InboxConfig struct {
 	// deadlock between two processes claiming the same events in opposite
 	// orders, which PostgreSQL breaks) fails every member, whose messages
 	// are then retried; claims have no transaction of their own, so
-	// Deduplicate's InTx cannot be used (NewDeduplicate rejects it).
+	// Deduplicate's InTx cannot be used (NewDeduplicate rejects it); and a
+	// key released by a member (rolled back) is free again only when its
+	// group ends, so one goroutine must not hold a claim while it makes
+	// another on the same inbox (Deduplicate never does).
 	//
 	// PostgreSQL only: NewMySQLInbox and NewSQLiteInbox reject it; a
 	// MemoryInbox ignores it. Defaults to false: one transaction per claim.

@@ -38,7 +38,8 @@ type consumer struct {
 // events, already queued, handled by a bare Watermill handler on
 // watermill-amqp (its defaults, and a prefetch of 100) and by an eventkit
 // typed handler behind middleware.Default with a PostgreSQL inbox on the
-// transports package's AMQP subscriber (its default prefetch, and 100).
+// transports package's AMQP subscriber (its default prefetch, and 100), and
+// the same with a group-commit inbox and 8 messages in flight per consumer.
 // Every consumer gets its own queue bound to the topic's exchange; the
 // variants run one after the other, in the same order each round.
 func (b *bench) consume(ctx context.Context) error {

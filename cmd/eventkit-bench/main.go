@@ -14,7 +14,9 @@
 //	latency  commit→consumer latency at -rate events/s for -duration, eventkit
 //	         and stock, through RabbitMQ
 //	consume  handler throughput from RabbitMQ: a bare Watermill handler vs
-//	         an eventkit handler behind middleware.Default + PostgreSQL inbox
+//	         an eventkit handler behind middleware.Default + PostgreSQL inbox,
+//	         one transaction per message and with InboxConfig.GroupCommit
+//	         (with amqp concurrency=8)
 //	overflow a RabbitMQ queue with max-length and reject-publish and a slow
 //	         consumer: events lost by stock without confirms and by eventkit
 //	backlog  (alias memory) drain a -backlog row outbox to a discarding
