@@ -56,6 +56,9 @@ type schema struct {
 	// a read that found none, they are held back by an older transaction
 	// still running, or committed since the read.
 	held string
+	// settledStart and settledScan (MySQL) track the settled offset: see
+	// gaps.go.
+	settledStart, settledScan string
 }
 
 func newSchema(d Dialect, name string) schema {
@@ -138,8 +141,13 @@ func newSchema(d Dialect, name string) schema {
 		}
 		// A locking read waits for the transactions still inserting rows in
 		// the scanned range, so a row that commits late is not overtaken.
+		// It reads up to the settled offset (see gaps.go): above it, an
+		// offset may be allocated to an insert not in the index yet.
 		s.fetch = "SELECT `offset`, '', `uuid`, `payload`, `attempts` FROM " + s.table +
-			" FORCE INDEX (`status_offset`) WHERE `status` = 0 AND `offset` > ? ORDER BY `offset` LIMIT ? LOCK IN SHARE MODE"
+			" FORCE INDEX (`status_offset`) WHERE `status` = 0 AND `offset` > ? AND `offset` <= ? ORDER BY `offset` LIMIT ? LOCK IN SHARE MODE"
+		s.settledStart = "SELECT COALESCE(MAX(`offset`), 0), @@auto_increment_increment FROM " + s.table +
+			" WHERE `created_at` < NOW(6) - INTERVAL ? MICROSECOND"
+		s.settledScan = "SELECT `offset` FROM " + s.table + " WHERE `offset` > ? ORDER BY `offset` LIMIT ? LOCK IN SHARE MODE"
 	case SQLite:
 		s.table = `"` + tbl + `"`
 		s.lease = `"` + tbl + `_lease"`
@@ -176,7 +184,8 @@ func newSchema(d Dialect, name string) schema {
 
 // fetchArgs returns the arguments of fetch: up to limit rows after the
 // cursor row (nil: from the start).
-func (s schema) fetchArgs(limit int, after *row) []any {
+// On MySQL it reads only up to the settled offset upTo.
+func (s schema) fetchArgs(limit int, after *row, upTo int64) []any {
 	var xid string
 	var off int64
 	if after != nil {
@@ -188,6 +197,8 @@ func (s schema) fetchArgs(limit int, after *row) []any {
 			xid = "0"
 		}
 		return []any{limit, xid, off}
+	case MySQL:
+		return []any{off, upTo, limit}
 	default:
 		return []any{off, limit}
 	}

@@ -43,7 +43,11 @@
 // is waited for, never skipped (rows of later transactions are held until
 // it ends, so a long-running transaction anywhere in the cluster delays the
 // relay). On MySQL the relay's locking read waits for transactions still
-// inserting rows; on SQLite writers are serialized. A row the broker
+// inserting rows, and it reads only up to the first gap in the offsets: an
+// AUTO_INCREMENT offset is taken before its row is in the index, so a
+// missing offset may be an insert in flight. A gap that does not fill
+// within RelayConfig.GapTimeout (a rolled-back insert) is skipped. On
+// SQLite writers are serialized. A row the broker
 // rejects is retried alone before younger rows, up to MaxAttempts; once
 // parked, younger rows go on without it.
 //

@@ -27,6 +27,7 @@ const (
 	RelayTakeoverIntervalDefault = time.Second
 	RelayLeaseTTLDefault         = 30 * time.Second
 	RelayStopTimeoutDefault      = 10 * time.Second
+	RelayGapTimeoutDefault       = time.Second
 )
 
 // RelayConfig configures a Relay. The zero value of every field is its
@@ -69,6 +70,13 @@ type RelayConfig struct {
 	// confirmed (its messages' context is cancelled then), and the rows
 	// confirmed by then are marked. Defaults to RelayStopTimeoutDefault.
 	StopTimeout time.Duration
+	// GapTimeout (MySQL) is how long the relay waits for a missing
+	// offset before the rows after it: an AUTO_INCREMENT offset is taken
+	// before its row is in the index, so rows after a gap wait until the
+	// gap fills (an insert in flight) or GapTimeout passes (a rolled-back
+	// insert, which never fills; each one delays the relay this long once).
+	// Unused on PostgreSQL and SQLite. Defaults to RelayGapTimeoutDefault.
+	GapTimeout time.Duration
 	// Unavailable reports whether a Publish error means the broker is
 	// unavailable (retry later, no attempt counted). Defaults to
 	// IsUnavailable.
@@ -114,6 +122,7 @@ func (c *RelayConfig) setDefaults(ob *Outbox) {
 	def(&c.TakeoverInterval, RelayTakeoverIntervalDefault)
 	def(&c.LeaseTTL, RelayLeaseTTLDefault)
 	def(&c.StopTimeout, RelayStopTimeoutDefault)
+	def(&c.GapTimeout, RelayGapTimeoutDefault)
 	if c.Unavailable == nil {
 		c.Unavailable = IsUnavailable
 	}
@@ -149,6 +158,8 @@ func (c RelayConfig) validate() error {
 		return bad("TakeoverInterval", "is negative", c.TakeoverInterval)
 	case c.StopTimeout < 0:
 		return bad("StopTimeout", "is negative", c.StopTimeout)
+	case c.GapTimeout < 0:
+		return bad("GapTimeout", "is negative", c.GapTimeout)
 	case c.HealthMaxLag < 0:
 		return bad("HealthMaxLag", "is negative", c.HealthMaxLag)
 	}
@@ -169,6 +180,8 @@ type Relay struct {
 	// outageSince is when the current broker outage began (unix nanos), 0
 	// when the broker is available; Health reads it.
 	outageSince atomic.Int64
+	// gaps tracks the settled offset on MySQL.
+	gaps gapTracker
 }
 
 // NewRelay returns a relay publishing the rows of ob with pub. pub must
@@ -355,7 +368,7 @@ func (r *Relay) lead(ctx context.Context, l *leader) (err error) {
 				cursor = nil // caught up: read from the start once marked
 				continue
 			}
-			held := false
+			held := r.ob.cfg.Dialect == MySQL && r.gaps.waiting()
 			if r.ob.cfg.Dialect == Postgres {
 				if err := scanOne(ctx, l.q, []any{&held}, r.ob.s.held); err != nil {
 					if ctx.Err() != nil {
@@ -502,7 +515,14 @@ type fetched struct {
 }
 
 func (r *Relay) fetch(ctx context.Context, q querier, after *row) ([]*row, error) {
-	rs, err := q.query(ctx, r.ob.s.fetch, r.ob.s.fetchArgs(r.cfg.BatchSize, after)...)
+	var upTo int64
+	if r.ob.cfg.Dialect == MySQL {
+		var err error
+		if upTo, err = r.gaps.advance(ctx, q, r); err != nil {
+			return nil, err
+		}
+	}
+	rs, err := q.query(ctx, r.ob.s.fetch, r.ob.s.fetchArgs(r.cfg.BatchSize, after, upTo)...)
 	if err != nil {
 		return nil, err
 	}

@@ -2,8 +2,10 @@ package forwarder_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -447,4 +449,54 @@ func TestRelay_UndecodableRowIsParkedAtOnce(t *testing.T) {
 			require.Equal(t, []int{0, 1}, broker.seqs(t))
 		})
 	}
+}
+
+// TestRelay_MySQLWaitsForAGapInTheOffsets reproduces, on MySQL, an insert
+// whose AUTO_INCREMENT offset is taken but whose row is not in the index
+// yet, while a later transaction's row is committed: the relay holds the
+// later row until the gap fills, then relays both in offset order; a gap
+// that never fills (a rolled-back insert) holds the rows after it for
+// GapTimeout only.
+func TestRelay_MySQLWaitsForAGapInTheOffsets(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, mysqlB)
+	ctx := context.Background()
+	tbl := "`" + e.ob.Table() + "`"
+	broker := &memBroker{}
+	cfg := fastRelay()
+	cfg.GapTimeout = 2 * time.Second
+	e.start(broker, cfg)
+
+	e.add(orders(0, 1)...)
+	broker.waitCount(t, 1, 10*time.Second)
+	var last int64
+	require.NoError(t, e.db.QueryRow("SELECT MAX(`offset`) FROM "+tbl).Scan(&last))
+
+	// addAt commits a transaction whose one row ends at offset at.
+	addAt := func(seq int, at int64) {
+		t.Helper()
+		tx := e.begin(ctx)
+		require.NoError(t, e.ob.Add(ctx, tx.raw, orders(seq, 1)...))
+		_, err := tx.raw.(*sql.Tx).ExecContext(ctx, "UPDATE "+tbl+" SET `offset` = ? WHERE `offset` = (SELECT m FROM (SELECT MAX(`offset`) AS m FROM "+tbl+") AS x)", at)
+		require.NoError(t, err)
+		require.NoError(t, tx.commit())
+		// Later inserts take offsets well above the ones placed by hand.
+		require.NoError(t, e.exec(ctx, "ALTER TABLE "+tbl+" AUTO_INCREMENT = "+strconv.FormatInt(at+100, 10)))
+	}
+
+	addAt(2, last+2) // committed, but offset last+1 is missing
+	time.Sleep(500 * time.Millisecond)
+	require.Equal(t, []int{0}, broker.seqs(t), "a row after a gap was relayed before GapTimeout")
+	addAt(1, last+1) // the gap fills
+	broker.waitCount(t, 3, 10*time.Second)
+	require.Equal(t, []int{0, 1, 2}, broker.seqs(t))
+
+	// A gap that never fills: the row after it goes after GapTimeout.
+	began := time.Now()
+	addAt(3, last+5)
+	broker.waitCount(t, 4, 10*time.Second)
+	waited := time.Since(began)
+	t.Logf("a permanent gap held the next row %v (GapTimeout %v)", waited.Round(time.Millisecond), cfg.GapTimeout)
+	require.GreaterOrEqual(t, waited, cfg.GapTimeout-100*time.Millisecond)
+	require.Equal(t, []int{0, 1, 2, 3}, broker.seqs(t))
 }
