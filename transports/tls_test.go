@@ -88,13 +88,13 @@ func TestTLSOptionsReachTheWire(t *testing.T) {
 	t.Run("AMQPS", func(t *testing.T) {
 		t.Parallel()
 		addr, wait := firstContact(t, tlsHello)
-		open(t, "amqps://guest:"+secret+"@"+addr+"/?server_name_indication=rabbit.example&dial_timeout=3s")
+		open(t, "amqps://guest:"+secret+"@"+addr+"/?server_name_indication=rabbit.example&dial_timeout=10s")
 		require.Equal(t, "tls sni=rabbit.example", wait())
 	})
 	t.Run("KafkaTLS", func(t *testing.T) {
 		t.Parallel()
 		addr, wait := firstContact(t, tlsHello)
-		open(t, "kafka://alice:"+secret+"@"+addr+"?tls=true&sasl_mechanism=SCRAM-SHA-512&dial_timeout=2s")
+		open(t, "kafka://alice:"+secret+"@"+addr+"?tls=true&sasl_mechanism=SCRAM-SHA-512&dial_timeout=10s")
 		require.Equal(t, "tls sni=", wait()[:8])
 	})
 	pgFirst := func(conn net.Conn) string {
