@@ -317,10 +317,14 @@ func TestGroupCommitEndToEndRabbitMQ(t *testing.T) {
 	}
 	require.NoError(t, tr.Publisher().Publish(topic, msgs...))
 	dups := int64((events + dupEvery - 1) / dupEvery)
+	// A handler's run counts before its group commits: wait for the rows.
 	require.Eventually(t, func() bool {
 		mu.Lock()
-		defer mu.Unlock()
-		return len(handled) == events && chain.Duplicates() == dups
+		n := len(handled)
+		mu.Unlock()
+		var rows int
+		_ = db.QueryRow("SELECT count(*) FROM " + inbox.Table()).Scan(&rows)
+		return n == events && chain.Duplicates() == dups && rows == events
 	}, 60*time.Second, 10*time.Millisecond)
 
 	mu.Lock()
@@ -330,8 +334,7 @@ func TestGroupCommitEndToEndRabbitMQ(t *testing.T) {
 	}
 	require.Greater(t, maxRunning, 1, "handlers ran concurrently")
 	require.Zero(t, chain.DeadLettered())
-	rows, txs := xmins(t, db, inbox.Table())
-	require.Equal(t, events, rows, "one inbox row per event")
+	_, txs := xmins(t, db, inbox.Table())
 	t.Logf("%d events, %d duplicates dropped, %d retries, up to %d handlers at once, %d inbox transactions",
 		events, chain.Duplicates(), chain.Retry.Retries(), maxRunning, txs)
 	require.Less(t, txs, events, "commits were shared")
