@@ -316,20 +316,7 @@ func TestGroupCommitConnectionsTerminated(t *testing.T) {
 	require.NoError(t, inbox.Setup(context.Background()))
 	t.Cleanup(func() { _, _ = admin.Exec("DROP TABLE IF EXISTS " + inbox.Table()) })
 
-	tr, err := transports.Open(context.Background(), testenv.AMQPURL()+"?prefetch=32&concurrency=16")
-	if err != nil {
-		testenv.Unavailable(t, "RabbitMQ", err)
-	}
-	t.Cleanup(func() { _ = tr.Close() })
-	chain, err := middleware.Default(middleware.DefaultConfig{
-		Publisher: tr.Publisher(), Inbox: inbox, Subscribers: tr.Subscriber, Logger: discard,
-		Retry: middleware.RetryConfig{MaxAttempts: 10, InitialInterval: time.Millisecond, MaxInterval: 20 * time.Millisecond},
-	})
-	require.NoError(t, err)
-	topic := testenv.Name(t, "grpkill")
-	sub, err := tr.Subscriber("fault.group")
-	require.NoError(t, err)
-	require.NoError(t, sub.(message.SubscribeInitializer).SubscribeInitialize(topic))
+	tr, chain, topic, sub := concurrentConsumer(t, inbox, "fault.group", 10)
 
 	var wire, rounds, killed atomic.Int64
 	var mu sync.Mutex

@@ -254,6 +254,29 @@ func TestGroupCommit(t *testing.T) {
 	})
 }
 
+// concurrentConsumer opens the AMQP transport with 16 messages in flight per
+// subscription and returns it with a Default chain over inbox (attempts
+// tries per message), a new topic and a subscriber of group to it, its
+// queue declared.
+func concurrentConsumer(t *testing.T, inbox middleware.InboxStore, group string, attempts int) (*transports.Transport, *middleware.Chain, string, message.Subscriber) {
+	t.Helper()
+	tr, err := transports.Open(context.Background(), testenv.AMQPURL()+"?prefetch=32&concurrency=16")
+	if err != nil {
+		testenv.Unavailable(t, "RabbitMQ", err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	chain, err := middleware.Default(middleware.DefaultConfig{
+		Publisher: tr.Publisher(), Inbox: inbox, Subscribers: tr.Subscriber, Logger: discard,
+		Retry: middleware.RetryConfig{MaxAttempts: attempts, InitialInterval: time.Millisecond, MaxInterval: 20 * time.Millisecond},
+	})
+	require.NoError(t, err)
+	topic := testenv.Name(t, "conc")
+	sub, err := tr.Subscriber(group)
+	require.NoError(t, err)
+	require.NoError(t, sub.(message.SubscribeInitializer).SubscribeInitialize(topic))
+	return tr, chain, topic, sub
+}
+
 // TestGroupCommitEndToEndRabbitMQ runs the Default chain with a
 // group-commit inbox behind the AMQP transport with concurrent handling:
 // every event is handled once, duplicates on the wire are dropped, failed
@@ -262,21 +285,7 @@ func TestGroupCommitEndToEndRabbitMQ(t *testing.T) {
 	t.Parallel()
 	const events, dupEvery, failEvery = 600, 6, 10
 	inbox, db := newGroupInbox(t)
-	url := testenv.AMQPURL()
-	tr, err := transports.Open(context.Background(), url+"?prefetch=32&concurrency=16")
-	if err != nil {
-		testenv.Unavailable(t, "RabbitMQ", err)
-	}
-	t.Cleanup(func() { _ = tr.Close() })
-	chain, err := middleware.Default(middleware.DefaultConfig{
-		Publisher: tr.Publisher(), Inbox: inbox, Subscribers: tr.Subscriber, Logger: discard,
-		Retry: middleware.RetryConfig{MaxAttempts: 5, InitialInterval: time.Millisecond, MaxInterval: 10 * time.Millisecond},
-	})
-	require.NoError(t, err)
-	topic := testenv.Name(t, "groupe2e")
-	sub, err := tr.Subscriber("group.e2e")
-	require.NoError(t, err)
-	require.NoError(t, sub.(message.SubscribeInitializer).SubscribeInitialize(topic))
+	tr, chain, topic, sub := concurrentConsumer(t, inbox, "group.e2e", 5)
 
 	var mu sync.Mutex
 	handled := map[string]int{}

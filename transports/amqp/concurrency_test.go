@@ -42,17 +42,27 @@ func publishN(t *testing.T, tr *amqp.Transport, topic string, n int) {
 	}
 }
 
+// subscribe returns a transport with Config.Concurrency concurrency, a new
+// topic and the messages of a subscription of group "g" to it.
+func subscribe(t *testing.T, concurrency int, prefix string) (*amqp.Transport, string, <-chan *message.Message) {
+	t.Helper()
+	cfg := config(t)
+	cfg.Concurrency = concurrency
+	tr := newTransport(t, cfg)
+	topic := testenv.Name(t, prefix)
+	sub, err := tr.Subscriber("g")
+	require.NoError(t, err)
+	msgs, err := sub.Subscribe(context.Background(), topic)
+	require.NoError(t, err)
+	return tr, topic, msgs
+}
+
 func TestConcurrency(t *testing.T) {
 	t.Parallel()
 
 	t.Run("one at a time by default, in order", func(t *testing.T) {
 		t.Parallel()
-		tr := newTransport(t, config(t))
-		topic := testenv.Name(t, "conc1")
-		sub, err := tr.Subscriber("g")
-		require.NoError(t, err)
-		msgs, err := sub.Subscribe(context.Background(), topic)
-		require.NoError(t, err)
+		tr, topic, msgs := subscribe(t, 0, "conc1") // the default
 		publishN(t, tr, topic, 3)
 		for i := range 3 {
 			m := receive(t, msgs)
@@ -64,14 +74,7 @@ func TestConcurrency(t *testing.T) {
 
 	t.Run("up to Concurrency unacked, then one per ack", func(t *testing.T) {
 		t.Parallel()
-		cfg := config(t)
-		cfg.Concurrency = 4 // Prefetch unset: it follows Concurrency
-		tr := newTransport(t, cfg)
-		topic := testenv.Name(t, "conc4")
-		sub, err := tr.Subscriber("g")
-		require.NoError(t, err)
-		msgs, err := sub.Subscribe(context.Background(), topic)
-		require.NoError(t, err)
+		tr, topic, msgs := subscribe(t, 4, "conc4") // Prefetch unset: it follows Concurrency
 		publishN(t, tr, topic, 6)
 		var out []*message.Message
 		for range 4 {
