@@ -56,15 +56,6 @@ type group struct {
 	err  error         // its outcome, read after done
 }
 
-type claimState int
-
-const (
-	claimPending claimState = iota
-	claimHeld
-	claimCommitted
-	claimReleased // rolled back, duplicate, failed or abandoned
-)
-
 // groupClaim is one member of a group, and the InboxClaim Claim returns.
 type groupClaim struct {
 	g   *group
@@ -72,7 +63,7 @@ type groupClaim struct {
 	res chan error // the insert's outcome for this claim: nil, ErrDuplicate or an error
 
 	// Guarded by g.gc.mu.
-	state claimState
+	held bool // inserted and not yet committed or rolled back
 	// abandoned: the claimer left before the insert's outcome (its context
 	// ended); the outcome releases the claim.
 	abandoned bool
@@ -216,13 +207,11 @@ func (g *group) insertAll() {
 			}
 			switch {
 			case res == nil && !c.abandoned:
-				c.state = claimHeld
+				c.held = true
 			case res == nil: // inserted, but nobody will commit it
-				c.state = claimReleased
 				g.failed = append(g.failed, c.key)
 				g.unresolved--
 			default: // no row: the key is free for other claims now
-				c.state = claimReleased
 				g.unresolved--
 				if gc.live[c.key] == g {
 					delete(gc.live, c.key)
@@ -239,8 +228,7 @@ func (g *group) insertAll() {
 // insert begins the group's transaction if need be and inserts the keys of
 // wave in it, returning those that were not recorded before.
 func (g *group) insert(ctx context.Context, wave []*groupClaim) (map[InboxKey]bool, error) {
-	gc := g.gc
-	s := gc.s
+	s := g.gc.s
 	if g.tx == nil {
 		// The transaction serves many messages: no single message's
 		// context, nor the wave's, may end it.
@@ -250,28 +238,33 @@ func (g *group) insert(ctx context.Context, wave []*groupClaim) (map[InboxKey]bo
 		}
 		g.tx = tx
 	}
+	inserted, err := g.insertRows(ctx, wave)
+	if err != nil {
+		return nil, fmt.Errorf("middleware: inbox claim: insert into %s: %w", s.cfg.Table, err)
+	}
+	return inserted, nil
+}
+
+func (g *group) insertRows(ctx context.Context, wave []*groupClaim) (map[InboxKey]bool, error) {
 	args := make([]any, 0, 1+2*len(wave))
-	args = append(args, s.timeArg(time.Now()))
+	args = append(args, g.gc.s.timeArg(time.Now()))
 	for _, c := range wave {
 		args = append(args, c.key.Handler, c.key.EventID)
 	}
-	rows, err := g.tx.QueryContext(ctx, gc.insertQuery(len(wave)), args...)
+	rows, err := g.tx.QueryContext(ctx, g.gc.insertQuery(len(wave)), args...)
 	if err != nil {
-		return nil, fmt.Errorf("middleware: inbox claim: insert into %s: %w", s.cfg.Table, err)
+		return nil, err
 	}
 	defer rows.Close()
 	inserted := make(map[InboxKey]bool, len(wave))
 	for rows.Next() {
 		var k InboxKey
 		if err := rows.Scan(&k.Handler, &k.EventID); err != nil {
-			return nil, fmt.Errorf("middleware: inbox claim: insert into %s: %w", s.cfg.Table, err)
+			return nil, err
 		}
 		inserted[k] = true
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("middleware: inbox claim: insert into %s: %w", s.cfg.Table, err)
-	}
-	return inserted, nil
+	return inserted, rows.Err()
 }
 
 // insertQuery returns the INSERT of n keys: $1 is the time, then handler and
@@ -377,14 +370,13 @@ func (c *groupClaim) resolve(commit bool) (end bool, ok bool) {
 	g := c.g
 	g.gc.mu.Lock()
 	defer g.gc.mu.Unlock()
-	if c.state != claimHeld {
+	if !c.held {
 		return false, false
 	}
+	c.held = false
 	if commit {
-		c.state = claimCommitted
 		g.committed++
 	} else {
-		c.state = claimReleased
 		g.failed = append(g.failed, c.key)
 	}
 	g.unresolved--

@@ -210,11 +210,6 @@ func (s *Subscriber) consume(ctx context.Context, topic string, out chan<- *mess
 			if !handed {
 				return nil
 			}
-			if s.cfg.Concurrency == 1 {
-				s.await(ctx, d, msg, cancel)
-				<-slots
-				continue
-			}
 			inFlight.Add(1)
 			go func() {
 				defer inFlight.Done()
