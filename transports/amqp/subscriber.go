@@ -244,17 +244,22 @@ func (s *Subscriber) handOut(ctx context.Context, d amqp.Delivery, out chan<- *m
 
 // await settles a handed-out delivery with the broker once the consumer
 // acks or nacks it; if the subscription stops first, it is nacked (and
-// requeued).
+// requeued), unless the consumer had acked it: select picks at random
+// among ready cases, so an ack that came with the stop is checked again.
 func (s *Subscriber) await(ctx context.Context, d amqp.Delivery, msg *message.Message, cancel context.CancelFunc) {
 	defer cancel()
 	select {
 	case <-msg.Acked():
 		s.settle(d.Ack(false))
+		return
 	case <-msg.Nacked():
-		s.settle(d.Nack(false, true))
 	case <-ctx.Done():
-		s.settle(d.Nack(false, true))
 	case <-s.closing:
+	}
+	select {
+	case <-msg.Acked():
+		s.settle(d.Ack(false))
+	default:
 		s.settle(d.Nack(false, true))
 	}
 }
