@@ -14,6 +14,7 @@ import (
 
 	"github.com/b2131a45/eventkit/cqrs"
 	"github.com/b2131a45/eventkit/events"
+	"github.com/b2131a45/eventkit/middleware"
 )
 
 type OrderCreated struct {
@@ -79,7 +80,16 @@ func (b *bundle) run(t *testing.T) {
 	}
 }
 
-func (b *bundle) subscriberFactory(string) (message.Subscriber, error) { return b.pubsub, nil }
+// subscriberFactory hands out the shared GoChannel; closing what it hands out
+// (the router does, and so does the processor's dead-letter set-up) must not
+// close the GoChannel under the other handlers.
+func (b *bundle) subscriberFactory(string) (message.Subscriber, error) {
+	return sharedSubscriber{b.pubsub}, nil
+}
+
+type sharedSubscriber struct{ message.Subscriber }
+
+func (sharedSubscriber) Close() error { return nil }
 
 func TestBusPublishesWithEnvelope(t *testing.T) {
 	t.Parallel()
@@ -121,14 +131,16 @@ func TestNewBusAndProcessorValidate(t *testing.T) {
 	assert.Error(t, err)
 	_, err = cqrs.NewBus(b.pubsub, cqrs.BusConfig{})
 	assert.ErrorContains(t, err, "Registry")
-	_, err = cqrs.NewProcessor(nil, b.subscriberFactory, cqrs.ProcessorConfig{Registry: b.reg})
+	_, err = cqrs.NewProcessor(nil, b.subscriberFactory, cqrs.ProcessorConfig{DeadLetter: b.pubsub, Registry: b.reg})
 	assert.Error(t, err)
-	_, err = cqrs.NewProcessor(b.router, nil, cqrs.ProcessorConfig{Registry: b.reg})
+	_, err = cqrs.NewProcessor(b.router, nil, cqrs.ProcessorConfig{DeadLetter: b.pubsub, Registry: b.reg})
 	assert.Error(t, err)
-	_, err = cqrs.NewProcessor(b.router, b.subscriberFactory, cqrs.ProcessorConfig{})
+	_, err = cqrs.NewProcessor(b.router, b.subscriberFactory, cqrs.ProcessorConfig{DeadLetter: b.pubsub})
 	assert.ErrorContains(t, err, "Registry")
+	_, err = cqrs.NewProcessor(b.router, b.subscriberFactory, cqrs.ProcessorConfig{Registry: b.reg})
+	assert.ErrorContains(t, err, "DeadLetter is required")
 
-	proc, err := cqrs.NewProcessor(b.router, b.subscriberFactory, cqrs.ProcessorConfig{Registry: b.reg})
+	proc, err := cqrs.NewProcessor(b.router, b.subscriberFactory, cqrs.ProcessorConfig{DeadLetter: b.pubsub, Registry: b.reg})
 	require.NoError(t, err)
 	noop := func(context.Context, *OrderCreated) error { return nil }
 	require.NoError(t, proc.AddHandlers(cqrs.NewHandler("h1", noop)))
@@ -144,7 +156,7 @@ func TestHandlersPropagateCorrelationAndCausation(t *testing.T) {
 	b := setup(t)
 	bus, err := cqrs.NewBus(b.pubsub, cqrs.BusConfig{Registry: b.reg, Source: "test"})
 	require.NoError(t, err)
-	proc, err := cqrs.NewProcessor(b.router, b.subscriberFactory, cqrs.ProcessorConfig{Registry: b.reg})
+	proc, err := cqrs.NewProcessor(b.router, b.subscriberFactory, cqrs.ProcessorConfig{DeadLetter: b.pubsub, Registry: b.reg})
 	require.NoError(t, err)
 
 	var mu sync.Mutex
@@ -199,7 +211,7 @@ func TestProcessorSkipsOtherTypesAndRejectsBadMessages(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	const topic = "shared"
-	proc, err := cqrs.NewProcessor(b.router, b.subscriberFactory, cqrs.ProcessorConfig{Registry: b.reg,
+	proc, err := cqrs.NewProcessor(b.router, b.subscriberFactory, cqrs.ProcessorConfig{DeadLetter: b.pubsub, Registry: b.reg,
 		Topic: func(string) string { return topic }})
 	require.NoError(t, err)
 	handled := make(chan string, 10)
@@ -222,6 +234,11 @@ func TestProcessorSkipsOtherTypesAndRejectsBadMessages(t *testing.T) {
 	}
 	assert.Eventually(t, func() bool { return proc.Skipped() == 1 }, 5*time.Second, 5*time.Millisecond)
 
+	// Bad messages are dead-lettered by the processor itself (no
+	// PoisonQueue on this router) with their reason, once: never returned
+	// to be redelivered forever.
+	dlq, err := b.pubsub.Subscribe(context.Background(), middleware.DeadLetterTopic(topic))
+	require.NoError(t, err)
 	bad := func(name, payload string) *message.Message {
 		m := message.NewMessage(watermill.NewUUID(), []byte(payload))
 		if name != "" {
@@ -229,19 +246,28 @@ func TestProcessorSkipsOtherTypesAndRejectsBadMessages(t *testing.T) {
 		}
 		return m
 	}
-	for _, m := range []*message.Message{
-		bad("orders.order_created", `{"order_id":`),
-		bad("nobody.knows", `{}`),
-		bad("", `{}`),
+	for _, c := range []struct {
+		msg    *message.Message
+		reason middleware.Reason
+	}{
+		{bad("orders.order_created", `{"order_id":`), middleware.ReasonDecode},
+		{bad("nobody.knows", `{}`), middleware.ReasonUnknownEvent},
+		{bad("", `{}`), middleware.ReasonMissingName},
 	} {
-		require.NoError(t, b.pubsub.Publish(topic, m))
+		require.NoError(t, b.pubsub.Publish(topic, c.msg))
 		select {
+		case dl := <-dlq:
+			dl.Ack()
+			assert.Equal(t, c.msg.UUID, dl.UUID)
+			assert.Equal(t, string(c.reason), dl.Metadata.Get(middleware.KeyReason), dl.Metadata.Get(middleware.KeyError))
+			assert.Equal(t, "only-orders", dl.Metadata.Get(middleware.KeyHandler))
 		case err := <-b.errs:
-			assert.True(t, events.IsPermanent(err), "%v", err)
+			t.Fatalf("bad message returned to the router: %v", err)
 		case id := <-handled:
 			t.Fatalf("bad message handled as %q", id)
 		case <-time.After(5 * time.Second):
-			t.Fatal("no error for a bad message")
+			t.Fatal("bad message not dead-lettered")
 		}
 	}
+	assert.EqualValues(t, 3, proc.DeadLettered())
 }

@@ -29,7 +29,7 @@ func TestProcessorHealth(t *testing.T) {
 	require.NoError(t, err)
 	var brokerDown atomic.Bool
 	down := errors.New("broker down")
-	proc, err := cqrs.NewProcessor(router, tr.Subscriber, cqrs.ProcessorConfig{Registry: reg,
+	proc, err := cqrs.NewProcessor(router, tr.Subscriber, cqrs.ProcessorConfig{DeadLetter: tr.Publisher(), Registry: reg,
 		BrokerHealth: func(ctx context.Context) error {
 			if brokerDown.Load() {
 				return down

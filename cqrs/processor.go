@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/b2131a45/eventkit/events"
+	"github.com/b2131a45/eventkit/middleware"
 )
 
 // SubscriberFactory returns a subscriber for a durable consumer group.
@@ -33,6 +34,24 @@ type ProcessorConfig struct {
 	// reachable. transports.Transport.Health fits. Defaults to nil (not
 	// checked).
 	BrokerHealth func(ctx context.Context) error
+	// DeadLetter publishes what a handler can never handle, so that one bad
+	// message never blocks its queue or spins on it: a message that does
+	// not decode into a registered event (it names no event, or one not
+	// registered; it has no event id, an unsupported version, a payload
+	// that does not decode) and a handler's permanent error
+	// (events.IsPermanent, middleware.Permanent). Each is published to the
+	// dead-letter topic of its topic (middleware.DeadLetterTopic) with the
+	// dead-letter metadata of middleware.PoisonQueue, whose dlq_reason names
+	// the cause, and acked. The dead-letter topic is first initialised for
+	// middleware.DeadLetterGroupDefault through the processor's subscriber
+	// factory (on AMQP this declares its queue). Pass the transport's
+	// publisher.
+	//
+	// Under a middleware.PoisonQueue (middleware.Default on the router or
+	// the handler) the processor returns those errors to it instead, so
+	// that the chain's retries, inbox and dead letters stay as they are.
+	// Required.
+	DeadLetter message.Publisher
 }
 
 // Processor adds typed handlers to a Watermill router.
@@ -45,6 +64,7 @@ type Processor struct {
 	skipped atomic.Int64
 
 	brokerHealth func(ctx context.Context) error
+	deadLetters  *middleware.PoisonQueue
 
 	mu    sync.Mutex
 	names map[string]bool
@@ -60,15 +80,26 @@ func NewProcessor(router *message.Router, subscribers SubscriberFactory, cfg Pro
 		return nil, errors.New("cqrs: subscriber factory is nil")
 	case cfg.Registry == nil:
 		return nil, errors.New("cqrs: ProcessorConfig.Registry is required")
+	case cfg.DeadLetter == nil:
+		return nil, errors.New("cqrs: ProcessorConfig.DeadLetter is required: a message that cannot be decoded (no event name or id, " +
+			"an unknown event, a bad version or payload) is dead-lettered with it, instead of being redelivered forever; pass the transport's publisher")
 	}
 	if cfg.Topic == nil {
 		cfg.Topic = EventNameTopic
+	}
+	pq, err := middleware.NewPoisonQueue(cfg.DeadLetter, middleware.PoisonQueueConfig{
+		Subscribers: middleware.SubscriberFactory(subscribers),
+		Logger:      cfg.Logger, // nil: slog.Default(), a dead letter is worth an error line
+		Filter:      events.IsPermanent,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cqrs: %w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Processor{router: router, subs: subscribers, reg: cfg.Registry, topic: cfg.Topic, log: cfg.Logger, names: map[string]bool{},
-		brokerHealth: cfg.BrokerHealth}, nil
+		brokerHealth: cfg.BrokerHealth, deadLetters: pq}, nil
 }
 
 // AddHandlers adds each handler to the router as a consumer handler named
@@ -123,8 +154,27 @@ func (p *Processor) add(h Handler) (*message.Handler, error) {
 	return p.router.AddConsumerHandler(name, topic, sub, p.handlerFunc(h, eventName)), nil
 }
 
+// DeadLettered returns how many messages the processor dead-lettered itself
+// (ProcessorConfig.DeadLetter), outside any PoisonQueue.
+func (p *Processor) DeadLettered() int64 { return p.deadLetters.DeadLettered() }
+
 func (p *Processor) handlerFunc(h Handler, eventName string) message.NoPublishHandlerFunc {
+	handle := p.decodeAndHandle(h, eventName)
+	deadLettering := p.deadLetters.Middleware(func(msg *message.Message) ([]*message.Message, error) {
+		return nil, handle(msg)
+	})
 	return func(msg *message.Message) error {
+		if middleware.UnderPoisonQueue(msg.Context()) {
+			return handle(msg)
+		}
+		_, err := deadLettering(msg)
+		return err
+	}
+}
+
+func (p *Processor) decodeAndHandle(h Handler, eventName string) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		_ = events.Canonicalize(msg) // DecodeInto reports its error
 		if got := msg.Metadata.Get(events.KeyName); got != eventName && got != "" {
 			if _, err := p.reg.Version(got); err == nil {
 				p.skipped.Add(1)

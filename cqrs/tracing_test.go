@@ -32,7 +32,7 @@ func TestBusTracesAcrossHops(t *testing.T) {
 	b.router.AddMiddleware(tracingMW.Middleware)
 	bus, err := cqrs.NewBus(b.pubsub, cqrs.BusConfig{Registry: b.reg, Source: "orders", TracerProvider: tp, MessagingSystem: "memory"})
 	require.NoError(t, err)
-	proc, err := cqrs.NewProcessor(b.router, b.subscriberFactory, cqrs.ProcessorConfig{Registry: b.reg})
+	proc, err := cqrs.NewProcessor(b.router, b.subscriberFactory, cqrs.ProcessorConfig{DeadLetter: b.pubsub, Registry: b.reg})
 	require.NoError(t, err)
 	done := make(chan struct{})
 	require.NoError(t, proc.AddHandlers(

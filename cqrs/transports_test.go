@@ -98,7 +98,7 @@ func overTransport(t *testing.T, url string) {
 			return out, nil // ack: the test looks at the error itself
 		}
 	})
-	proc, err := cqrs.NewProcessor(router, tr.Subscriber, cqrs.ProcessorConfig{Registry: reg, Topic: topic})
+	proc, err := cqrs.NewProcessor(router, tr.Subscriber, cqrs.ProcessorConfig{DeadLetter: tr.Publisher(), Registry: reg, Topic: topic})
 	require.NoError(t, err)
 	hops := make(chan hop, 10)
 	require.NoError(t, proc.AddHandlers(
@@ -172,19 +172,23 @@ func overTransport(t *testing.T, url string) {
 	assert.Equal(t, old.UUID, upcast.env.CorrelationID, "no correlation id: the event's own id")
 	next() // its StockHeld
 
-	// A corrupt payload is a permanent error, not a crash.
+	// A corrupt payload is a permanent error, not a crash: the processor
+	// dead-letters it (ProcessorConfig.DeadLetter), once.
 	bad := message.NewMessage(watermill.NewUUID(), []byte(`{"order_id":`))
 	bad.Metadata.Set(events.KeyName, "shop.order_placed")
 	bad.Metadata.Set(events.KeyVersion, "2")
 	require.NoError(t, tr.Publisher().Publish(topic("shop.order_placed"), bad))
-	select {
-	case err := <-errs:
-		assert.True(t, events.IsPermanent(err), "%v", err)
-		var de *events.DecodeError
-		assert.ErrorAs(t, err, &de)
-	case h := <-hops:
-		t.Fatalf("corrupt payload handled: %+v", h)
-	case <-time.After(30 * time.Second):
-		t.Fatal("no error for the corrupt payload")
+	deadline := time.After(30 * time.Second)
+	for proc.DeadLettered() == 0 {
+		select {
+		case err := <-errs:
+			t.Fatalf("corrupt payload returned to the router: %v", err)
+		case h := <-hops:
+			t.Fatalf("corrupt payload handled: %+v", h)
+		case <-deadline:
+			t.Fatal("corrupt payload not dead-lettered")
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
+	assert.EqualValues(t, 1, proc.DeadLettered())
 }

@@ -43,14 +43,16 @@ func (e Envelope) Apply(msg *message.Message) {
 	set(KeyContentType, e.ContentType)
 }
 
-// EnvelopeFromMessage reads the envelope from message metadata.
+// EnvelopeFromMessage reads the envelope from message metadata in eventkit
+// form (see Canonicalize for the other forms).
 //
 // A message written by stock Watermill code may lack eventkit keys: a missing
 // event id falls back to the message UUID, a missing correlation id to the
 // event id (the event starts its own conversation), and a missing version
-// means 1.
-// A missing name, a version that is not an integer ≥ 1, or an occurred_at
-// that is not RFC 3339 is a *DecodeError naming the header.
+// means 1. occurred_at may be RFC 3339 or an epoch integer (see ParseTime).
+// A missing name or id, a version that is not an integer ≥ 1, or an
+// occurred_at that does not parse is a *DecodeError naming the header; the
+// first two wrap ErrMissingHeader, the third ErrUnsupportedVersion.
 func EnvelopeFromMessage(msg *message.Message) (Envelope, error) {
 	md := msg.Metadata
 	env := Envelope{
@@ -70,7 +72,10 @@ func EnvelopeFromMessage(msg *message.Message) (Envelope, error) {
 		env.CorrelationID = env.ID
 	}
 	if env.Name == "" {
-		return env, &DecodeError{Header: KeyName, Err: errMissing}
+		return env, &DecodeError{Header: KeyName, Err: ErrMissingHeader}
+	}
+	if env.ID == "" {
+		return env, &DecodeError{Name: env.Name, Header: KeyEventID, Err: ErrMissingHeader}
 	}
 	if v := md.Get(KeyVersion); v != "" {
 		n, err := strconv.Atoi(v)
@@ -80,11 +85,11 @@ func EnvelopeFromMessage(msg *message.Message) (Envelope, error) {
 		env.Version = n
 	}
 	if v := md.Get(KeyOccurredAt); v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
+		t, err := ParseTime(v)
 		if err != nil {
 			return env, &DecodeError{Name: env.Name, Version: env.Version, Header: KeyOccurredAt, Err: err}
 		}
-		env.OccurredAt = t.UTC()
+		env.OccurredAt = t
 	}
 	return env, nil
 }

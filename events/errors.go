@@ -23,10 +23,16 @@ var ErrNotRegistered = errors.New("events: type not registered")
 // registry's MaxPayloadBytes.
 var ErrPayloadTooLarge = errors.New("events: payload too large")
 
-var errMissing = errors.New("missing")
+// ErrMissingHeader is wrapped by the *DecodeError of a message that names no
+// event (no name header, CloudEvents type or AMQP type property) or has no
+// event id (no event_id header, message UUID, CloudEvents id or AMQP
+// message-id).
+var ErrMissingHeader = errors.New("missing")
 
+// errBadVersion wraps ErrUnsupportedVersion: a version header that is not a
+// version is a bad version.
 func errBadVersion(v string) error {
-	return fmt.Errorf("%s is not an integer ≥ 1", strconv.Quote(v))
+	return fmt.Errorf("%w: %s is not an integer ≥ 1", ErrUnsupportedVersion, strconv.Quote(v))
 }
 
 // DecodeError reports a message whose payload or envelope headers do not
@@ -41,6 +47,14 @@ type DecodeError struct {
 }
 
 func (e *DecodeError) Error() string {
+	if errors.Is(e.Err, ErrMissingHeader) {
+		switch e.Header {
+		case KeyName:
+			return "events: the message names no event: no \"name\" header, CloudEvents type or AMQP type property"
+		case KeyEventID:
+			return fmt.Sprintf("events: %s message has no event id: no \"event_id\" header, message UUID, CloudEvents id or AMQP message-id", e.Name)
+		}
+	}
 	what := "payload"
 	if e.Header != "" {
 		what = "header " + strconv.Quote(e.Header)

@@ -1,6 +1,9 @@
 package events_test
 
 import (
+	"bytes"
+	"errors"
+	"maps"
 	"testing"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -70,6 +73,44 @@ func FuzzUpcastChain(f *testing.F) {
 		msg.Metadata.Set(events.KeyVersion, string(rune('0'+int(from%10))))
 		if _, _, err := reg.Decode(msg); err != nil && !events.IsPermanent(err) {
 			t.Fatalf("not permanent: %v", err)
+		}
+	})
+}
+
+// FuzzCanonicalize feeds Canonicalize and Decode hostile CloudEvents: never
+// a panic, and an error is always a permanent *DecodeError that leaves the
+// message as it was.
+func FuzzCanonicalize(f *testing.F) {
+	f.Add("application/cloudevents+json", "", "", []byte(`{"specversion":"1.0","id":"1","type":"orders.order_created","source":"s","data":{"order_id":"o"}}`))
+	f.Add("application/cloudevents+json; charset=utf-8", "", "", []byte(`{"specversion":"1.0","data_base64":"AA=="}`))
+	f.Add("", "ce_type", "orders.order_created", []byte(`{}`))
+	f.Add("", "cloudEvents:specversion", "0.3", []byte(`{}`))
+	f.Add("application/cloudevents-batch+json", "", "", []byte(`[]`))
+	f.Add("application/cloudevents+json", "", "", []byte(`{"specversion":"1.0","time":{"a":1}}`))
+	f.Fuzz(func(t *testing.T, contentType, key, value string, payload []byte) {
+		reg := events.NewRegistry()
+		if err := events.Register[OrderCreated](reg, "orders.order_created"); err != nil {
+			t.Fatal(err)
+		}
+		msg := message.NewMessage("", payload)
+		if contentType != "" {
+			msg.Metadata.Set(events.KeyContentType, contentType)
+		}
+		if key != "" {
+			msg.Metadata.Set(key, value)
+		}
+		before := maps.Clone(msg.Metadata)
+		if err := events.Canonicalize(msg); err != nil {
+			var de *events.DecodeError
+			if !errors.As(err, &de) || !events.IsPermanent(err) {
+				t.Fatalf("not a permanent DecodeError: %v", err)
+			}
+			if !maps.Equal(before, msg.Metadata) || !bytes.Equal(payload, msg.Payload) {
+				t.Fatal("a failed Canonicalize changed the message")
+			}
+		}
+		if _, _, err := reg.Decode(msg); err != nil && !events.IsPermanent(err) {
+			t.Fatalf("decode error is not permanent: %v", err)
 		}
 	})
 }

@@ -313,10 +313,12 @@ func (r *Registry) NewMessage(ctx context.Context, event any, source string) (*m
 
 // Decode reads the envelope of msg and decodes its payload into a new *T of
 // the registered type, running upcasters when the payload is older than the
-// registered version. Errors: ErrUnknownEvent, ErrUnsupportedVersion or
-// *DecodeError, all permanent (see IsPermanent).
+// registered version. A message in another form (CloudEvents, binary or
+// structured) is first rewritten into the eventkit form (Canonicalize).
+// Errors: ErrUnknownEvent, ErrUnsupportedVersion or *DecodeError, all
+// permanent (see IsPermanent).
 func (r *Registry) Decode(msg *message.Message) (Envelope, any, error) {
-	env, err := EnvelopeFromMessage(msg)
+	env, err := canonicalEnvelope(msg)
 	if err != nil {
 		return env, nil, err
 	}
@@ -334,7 +336,7 @@ func (r *Registry) Decode(msg *message.Message) (Envelope, any, error) {
 // DecodeInto is Decode into v, a non-nil pointer to the registered type of
 // the message's event. A v of another type is a permanent *DecodeError.
 func (r *Registry) DecodeInto(msg *message.Message, v any) (Envelope, error) {
-	env, err := EnvelopeFromMessage(msg)
+	env, err := canonicalEnvelope(msg)
 	if err != nil {
 		return env, err
 	}
@@ -348,11 +350,19 @@ func (r *Registry) DecodeInto(msg *message.Message, v any) (Envelope, error) {
 	return env, r.decodePayload(reg, env, msg.Payload, v)
 }
 
+// canonicalEnvelope is Canonicalize, then EnvelopeFromMessage.
+func canonicalEnvelope(msg *message.Message) (Envelope, error) {
+	if err := Canonicalize(msg); err != nil {
+		return Envelope{}, err
+	}
+	return EnvelopeFromMessage(msg)
+}
+
 func (r *Registry) decodePayload(reg *registration, env Envelope, data []byte, v any) error {
 	if r.maxBytes > 0 && len(data) > r.maxBytes {
 		return &DecodeError{Name: env.Name, Version: env.Version, Err: fmt.Errorf("%w: %d bytes, limit %d", ErrPayloadTooLarge, len(data), r.maxBytes)}
 	}
-	if env.ContentType != "" && env.ContentType != reg.codec.ContentType() {
+	if env.ContentType != "" && !sameContentType(env.ContentType, reg.codec.ContentType()) {
 		return &DecodeError{Name: env.Name, Version: env.Version, Header: KeyContentType,
 			Err: fmt.Errorf("content type %q, expected %q", env.ContentType, reg.codec.ContentType())}
 	}

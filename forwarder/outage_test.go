@@ -91,7 +91,7 @@ func TestRelay_RabbitMQStoppedMidDrain(t *testing.T) {
 	})
 	require.NoError(t, err)
 	router.AddMiddleware(chain.Middlewares()...)
-	proc, err := cqrs.NewProcessor(router, tr.Subscriber, cqrs.ProcessorConfig{Registry: reg, Topic: topicOf})
+	proc, err := cqrs.NewProcessor(router, tr.Subscriber, cqrs.ProcessorConfig{DeadLetter: tr.Publisher(), Registry: reg, Topic: topicOf})
 	require.NoError(t, err)
 	require.NoError(t, proc.AddHandlers(cqrs.NewHandler(name+"_h", func(ctx context.Context, e *outageEvent) error {
 		mu.Lock()

@@ -80,7 +80,7 @@ func traceOver(t *testing.T, url, system string) {
 	router, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
 	require.NoError(t, err)
 	router.AddMiddleware(chain.Middlewares()...)
-	proc, err := cqrs.NewProcessor(router, tr.Subscriber, cqrs.ProcessorConfig{Registry: e.reg, Topic: topic})
+	proc, err := cqrs.NewProcessor(router, tr.Subscriber, cqrs.ProcessorConfig{DeadLetter: tr.Publisher(), Registry: e.reg, Topic: topic})
 	require.NoError(t, err)
 	got := make(chan handled, 1)
 	handler := prefix + "_handler"

@@ -148,7 +148,7 @@ func TestMetrics_AfterRealTraffic(t *testing.T) {
 	router, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
 	require.NoError(t, err)
 	router.AddMiddleware(chain.Middlewares()...)
-	proc, err := cqrs.NewProcessor(router, tr.Subscriber, cqrs.ProcessorConfig{Registry: reg, Topic: topic})
+	proc, err := cqrs.NewProcessor(router, tr.Subscriber, cqrs.ProcessorConfig{DeadLetter: tr.Publisher(), Registry: reg, Topic: topic})
 	require.NoError(t, err)
 	okName, flakyName, poisonName := prefix+"_ok", prefix+"_flaky", prefix+"_poison"
 	var mu sync.Mutex

@@ -67,7 +67,7 @@ func TestBadInputEndsInTheDLQWithAReason(t *testing.T) {
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
 	require.NoError(t, err)
 	router.AddMiddleware(chain.Middlewares()...)
-	proc, err := cqrs.NewProcessor(router, tr.Subscriber, cqrs.ProcessorConfig{Registry: reg, Topic: topicOf})
+	proc, err := cqrs.NewProcessor(router, tr.Subscriber, cqrs.ProcessorConfig{DeadLetter: tr.Publisher(), Registry: reg, Topic: topicOf})
 	require.NoError(t, err)
 	var mu sync.Mutex
 	handled := map[string]int{}
@@ -102,9 +102,14 @@ func TestBadInputEndsInTheDLQWithAReason(t *testing.T) {
 	add(middleware.ReasonDecode, "invalid character", func(m *message.Message) { m.Payload = []byte(`not json at all`) })
 	add(middleware.ReasonUnknownEvent, `"bad.no_such_event"`, func(m *message.Message) { m.Metadata.Set(events.KeyName, "bad.no_such_event") })
 	add(middleware.ReasonUnsupportedVersion, "v99 is newer than registered v2", func(m *message.Message) { m.Metadata.Set(events.KeyVersion, "99") })
-	add(middleware.ReasonDecode, `header "name"`, func(m *message.Message) { delete(m.Metadata, events.KeyName) })
-	add(middleware.ReasonDecode, `header "event_version"`, func(m *message.Message) { m.Metadata.Set(events.KeyVersion, "two") })
-	add(middleware.ReasonDecode, `header "event_version"`, func(m *message.Message) { m.Metadata.Set(events.KeyVersion, "0") })
+	add(middleware.ReasonMissingName, `names no event`, func(m *message.Message) { delete(m.Metadata, events.KeyName) })
+	add(middleware.ReasonMissingID, `has no event id`, func(m *message.Message) { delete(m.Metadata, events.KeyEventID); m.UUID = "" })
+	add(middleware.ReasonUnsupportedVersion, `header "event_version"`, func(m *message.Message) { m.Metadata.Set(events.KeyVersion, "two") })
+	add(middleware.ReasonUnsupportedVersion, `header "event_version"`, func(m *message.Message) { m.Metadata.Set(events.KeyVersion, "0") })
+	add(middleware.ReasonDecode, "structured CloudEvent", func(m *message.Message) {
+		m.Metadata.Set(events.KeyContentType, "application/cloudevents+json; charset=utf-8")
+		m.Payload = []byte(`{"specversion":"1.0","id":`)
+	})
 	add(middleware.ReasonDecode, `header "occurred_at"`, func(m *message.Message) { m.Metadata.Set(events.KeyOccurredAt, "yesterday") })
 	add(middleware.ReasonDecode, `header "content_type"`, func(m *message.Message) { m.Metadata.Set(events.KeyContentType, "application/xml") })
 	add(middleware.ReasonDecode, "payload too large", func(m *message.Message) {
@@ -160,6 +165,13 @@ func TestBadInputEndsInTheDLQWithAReason(t *testing.T) {
 	require.Len(t, byID, len(bads), "only the bad events are dead-lettered")
 	for _, b := range bads {
 		dl, ok := byID[b.msg.UUID]
+		if b.msg.UUID == "" { // no id to find it by: the dead letter got an id of its own
+			for _, d := range byID {
+				if d.Reason == middleware.ReasonMissingID {
+					dl, ok = d, true
+				}
+			}
+		}
 		require.True(t, ok, "%s (%s) not dead-lettered", b.reason, b.err)
 		require.Equal(t, b.reason, dl.Reason, dl.Error)
 		require.Contains(t, dl.Error, b.err)

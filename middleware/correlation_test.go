@@ -164,7 +164,7 @@ func TestCorrelationThreeHops(t *testing.T) {
 	r, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
 	require.NoError(t, err)
 	r.AddMiddleware(corr.Middleware)
-	proc, err := cqrs.NewProcessor(r, tr.Subscriber, cqrs.ProcessorConfig{Registry: reg})
+	proc, err := cqrs.NewProcessor(r, tr.Subscriber, cqrs.ProcessorConfig{DeadLetter: tr.Publisher(), Registry: reg})
 	require.NoError(t, err)
 	var mu sync.Mutex
 	envs := map[string]events.Envelope{}

@@ -54,7 +54,9 @@ type Deduplicate struct {
 // transaction: exactly-once effect for writes made through TxFromContext.
 //
 // A message without handler name or event id, or with one too long to
-// store, fails with a permanent error. NewDeduplicate returns an error if
+// store, fails with a permanent error; without an event id it is the
+// *events.DecodeError of its envelope (ReasonMissingID, or
+// ReasonMissingName when it names no event either). NewDeduplicate returns an error if
 // store is nil, or InTx is set with a MemoryInbox or an inbox with
 // InboxConfig.GroupCommit.
 func NewDeduplicate(store InboxStore, cfg DeduplicateConfig) (*Deduplicate, error) {
@@ -86,6 +88,12 @@ func (d *Deduplicate) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		key := InboxKey{Handler: message.HandlerNameFromCtx(ctx), EventID: msg.Metadata.Get(events.KeyEventID)}
 		if key.EventID == "" {
 			key.EventID = msg.UUID
+		}
+		if key.EventID == "" {
+			// No key to claim: report the message's real problem (no event
+			// id, or no event name either), a permanent *events.DecodeError.
+			_, err := events.EnvelopeFromMessage(msg)
+			return nil, err
 		}
 		claim, err := d.store.Claim(ctx, key)
 		if errors.Is(err, ErrDuplicate) {

@@ -74,7 +74,7 @@ func TestDefaultChain(t *testing.T) {
 	r, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
 	require.NoError(t, err)
 	r.AddMiddleware(chain.Middlewares()...)
-	proc, err := cqrs.NewProcessor(r, tr.Subscriber, cqrs.ProcessorConfig{Registry: reg})
+	proc, err := cqrs.NewProcessor(r, tr.Subscriber, cqrs.ProcessorConfig{DeadLetter: tr.Publisher(), Registry: reg})
 	require.NoError(t, err)
 	runs := map[string]int{}
 	var attempts []int

@@ -189,7 +189,7 @@ func runEndToEnd(t *testing.T, b *broker) {
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
 	require.NoError(t, err)
 	router.AddMiddleware(chain.Middlewares()...)
-	proc, err := cqrs.NewProcessor(router, cqrs.SubscriberFactory(b.subs), cqrs.ProcessorConfig{Registry: reg, Topic: topic})
+	proc, err := cqrs.NewProcessor(router, cqrs.SubscriberFactory(b.subs), cqrs.ProcessorConfig{DeadLetter: b.pub, Registry: reg, Topic: topic})
 	require.NoError(t, err)
 
 	var mu sync.Mutex

@@ -48,7 +48,7 @@ func Example() {
 		panic(err)
 	}
 	router.AddMiddleware(chain.Middlewares()...)
-	proc, err := cqrs.NewProcessor(router, transport.Subscriber, cqrs.ProcessorConfig{Registry: reg})
+	proc, err := cqrs.NewProcessor(router, transport.Subscriber, cqrs.ProcessorConfig{DeadLetter: transport.Publisher(), Registry: reg})
 	if err != nil {
 		panic(err)
 	}

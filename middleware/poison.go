@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -58,15 +59,22 @@ type Reason string
 const (
 	// ReasonPanic: the handler panicked (*PanicError), on the last attempt.
 	ReasonPanic Reason = "panic"
-	// ReasonDecode: the payload or an envelope header does not decode
-	// (*events.DecodeError).
+	// ReasonMissingName: the message names no event: no name header,
+	// CloudEvents type or AMQP type (events.ErrMissingHeader).
+	ReasonMissingName Reason = "missing_name"
+	// ReasonMissingID: the message has no event id: no event_id header,
+	// message UUID, CloudEvents id or AMQP message-id.
+	ReasonMissingID Reason = "missing_id"
+	// ReasonUnsupportedVersion: the version header is not a version, or
+	// the payload version is newer than registered or has no upcaster
+	// path (events.ErrUnsupportedVersion).
+	ReasonUnsupportedVersion Reason = "unsupported_version"
+	// ReasonDecode: the payload does not decode, or an envelope header
+	// other than the above is malformed (*events.DecodeError).
 	ReasonDecode Reason = "decode"
 	// ReasonUnknownEvent: the event name is not registered
 	// (events.ErrUnknownEvent).
 	ReasonUnknownEvent Reason = "unknown_event"
-	// ReasonUnsupportedVersion: the payload version is newer than registered
-	// or has no upcaster path (events.ErrUnsupportedVersion).
-	ReasonUnsupportedVersion Reason = "unsupported_version"
 	// ReasonPermanent: any other permanent error (Permanent, or
 	// RetryConfig.Retryable said no).
 	ReasonPermanent Reason = "permanent"
@@ -87,12 +95,16 @@ func ReasonOf(err error) Reason {
 	switch {
 	case errors.As(err, &pe):
 		return ReasonPanic
+	case errors.As(err, &de) && errors.Is(de, events.ErrMissingHeader) && de.Header == events.KeyName:
+		return ReasonMissingName
+	case errors.As(err, &de) && errors.Is(de, events.ErrMissingHeader) && de.Header == events.KeyEventID:
+		return ReasonMissingID
+	case errors.Is(err, events.ErrUnsupportedVersion):
+		return ReasonUnsupportedVersion
 	case errors.As(err, &de):
 		return ReasonDecode
 	case errors.Is(err, events.ErrUnknownEvent):
 		return ReasonUnknownEvent
-	case errors.Is(err, events.ErrUnsupportedVersion):
-		return ReasonUnsupportedVersion
 	case events.IsPermanent(err):
 		return ReasonPermanent
 	case errors.As(err, &re) && !re.Exhausted:
@@ -145,6 +157,10 @@ type PoisonQueueConfig struct {
 	// OnDeadLetter, if set, is called after each dead letter was published,
 	// with the message context and the reason. Use it for metrics.
 	OnDeadLetter func(ctx context.Context, reason Reason)
+	// Filter, if set, picks the errors to dead-letter: an error for which
+	// it returns false is returned as is, and the message nacked. Defaults
+	// to nil: every error is dead-lettered.
+	Filter func(err error) bool
 }
 
 func (c PoisonQueueConfig) withDefaults() PoisonQueueConfig {
@@ -227,12 +243,13 @@ func (p *PoisonQueue) DeadLettered() int64 { return p.count.Load() }
 func (p *PoisonQueue) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		ctx := msg.Context()
+		msg.SetContext(context.WithValue(ctx, poisonQueueKey{}, true))
 		out, err := h(msg)
+		msg.SetContext(ctx) // in case an inner middleware left its own
 		if err == nil {
 			return out, nil
 		}
-		msg.SetContext(ctx) // in case an inner middleware left its own
-		if isInterrupted(ctx, err) {
+		if isInterrupted(ctx, err) || (p.cfg.Filter != nil && !p.cfg.Filter(err)) {
 			return nil, err
 		}
 		if dlErr := p.deadLetter(ctx, msg, err); dlErr != nil {
@@ -259,7 +276,13 @@ func (p *PoisonQueue) deadLetter(ctx context.Context, msg *message.Message, err 
 
 	reason := ReasonOf(err)
 	attempts := attemptsOf(err)
-	dl := message.NewMessage(msg.UUID, msg.Payload)
+	id := msg.UUID
+	if id == "" {
+		// A message with no id (ReasonMissingID) gets one as a dead letter,
+		// so that it can be listed, replayed and deleted by id.
+		id = watermill.NewUUID()
+	}
+	dl := message.NewMessage(id, msg.Payload)
 	for k, v := range msg.Metadata {
 		dl.Metadata[k] = v
 	}
@@ -293,6 +316,16 @@ func (p *PoisonQueue) deadLetter(ctx context.Context, msg *message.Message, err 
 			slog.Int("attempts", attempts),
 			slog.String("error", err.Error()))...)
 	return nil
+}
+
+type poisonQueueKey struct{}
+
+// UnderPoisonQueue reports whether ctx, a message context, is inside a
+// PoisonQueue: an error returned from here is dead-lettered by it. cqrs's
+// Processor reads it to leave dead-lettering to the chain.
+func UnderPoisonQueue(ctx context.Context) bool {
+	v, _ := ctx.Value(poisonQueueKey{}).(bool)
+	return v
 }
 
 // initialize runs SubscribeInitialize for the dead-letter group once per

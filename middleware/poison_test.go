@@ -106,7 +106,7 @@ func TestPoisonQueue(t *testing.T) {
 		r, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
 		require.NoError(t, err)
 		r.AddMiddleware(middleware.Recover, pq.Middleware, retry.Middleware, middleware.Recover)
-		proc, err := cqrs.NewProcessor(r, tr.Subscriber, cqrs.ProcessorConfig{Registry: reg})
+		proc, err := cqrs.NewProcessor(r, tr.Subscriber, cqrs.ProcessorConfig{DeadLetter: tr.Publisher(), Registry: reg})
 		require.NoError(t, err)
 		calls, inc := counter()
 		require.NoError(t, proc.AddHandlers(cqrs.NewHandler("orders.explode", func(ctx context.Context, e *OrderPlaced) error {

@@ -292,7 +292,7 @@ func (b *bench) eventkitHandler(inbox middleware.InboxStore, query string) func(
 			return err
 		}
 		router.AddMiddleware(chain.Middlewares()...)
-		proc, err := cqrs.NewProcessor(router, t.Subscriber, cqrs.ProcessorConfig{Registry: b.reg, Topic: func(string) string { return topic }})
+		proc, err := cqrs.NewProcessor(router, t.Subscriber, cqrs.ProcessorConfig{DeadLetter: t.Publisher(), Registry: b.reg, Topic: func(string) string { return topic }})
 		if err != nil {
 			return err
 		}

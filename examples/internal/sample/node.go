@@ -129,7 +129,8 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	}
 	n.Router.AddMiddleware(n.Chain.Middlewares()...)
 	n.Processor, err = cqrs.NewProcessor(n.Router, cfg.Transport.Subscriber, cqrs.ProcessorConfig{
-		Registry: cfg.Registry, Logger: cfg.Logger, BrokerHealth: cfg.Transport.Health,
+		DeadLetter: cfg.Transport.Publisher(),
+		Registry:   cfg.Registry, Logger: cfg.Logger, BrokerHealth: cfg.Transport.Health,
 	})
 	if err != nil {
 		return nil, err
