@@ -6,7 +6,10 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/b2131a45/eventkit/events"
 )
 
 // Defaults of Config.
@@ -99,6 +102,27 @@ type Config struct {
 	// the arguments of queues that already exist. Defaults to none.
 	QueueArgs amqp.Table
 
+	// Wire is how messages are written: events.WireEventkit (the
+	// envelope in headers named after its metadata keys),
+	// events.WireCloudEvents (CloudEvents binary mode, "cloudEvents:"
+	// headers) or events.WireCloudEventsStructured (a structured
+	// CloudEvent as the body). In every form the standard properties are
+	// set: message-id, type, content-type, timestamp, correlation-id and
+	// app-id. Subscribers read every form, and messages with only the
+	// standard properties, whatever Wire says. Defaults to WireEventkit.
+	Wire events.Wire
+
+	// OnPublish, if set, is called with each message and the publishing
+	// eventkit made of it, before it is sent: set properties or headers
+	// of your own (priority, expiration, user-id…). An error fails the
+	// Publish call for good (errors.Is ErrRejected). Defaults to nil.
+	OnPublish func(msg *message.Message, p *amqp.Publishing) error
+
+	// OnDelivery, if set, is called with each delivery and the message
+	// eventkit made of it, before the message is handed out: read
+	// properties or headers of your own into its metadata. Defaults to nil.
+	OnDelivery func(d amqp.Delivery, msg *message.Message)
+
 	// Logger receives connection losses and recoveries. Passwords are
 	// masked. Defaults to discarding.
 	Logger *slog.Logger
@@ -122,6 +146,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Prefetch == 0 {
 		c.Prefetch = max(PrefetchDefault, c.Concurrency)
+	}
+	if c.Wire == "" {
+		c.Wire = events.WireEventkit
 	}
 	return c
 }
@@ -153,6 +180,9 @@ func (c Config) validate() error {
 	}
 	if c.Prefetch > 0 && c.Concurrency > c.Prefetch {
 		return fmt.Errorf("amqp: Config.Concurrency %d is more than Config.Prefetch %d: the broker would never send that many messages at once; raise Prefetch or leave it unset", c.Concurrency, c.Prefetch)
+	}
+	if _, err := events.ParseWire(string(c.Wire)); err != nil {
+		return fmt.Errorf("amqp: Config.Wire: %w", err)
 	}
 	if c.Unroutable != UnroutableError && c.Unroutable != UnroutableDrop {
 		return fmt.Errorf("amqp: Config.Unroutable is invalid: %s", c.Unroutable)

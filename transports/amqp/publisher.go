@@ -28,6 +28,10 @@ var (
 	// the message's context ended or the channel was lost. The broker may
 	// or may not have the message. Unavailable.
 	ErrNotConfirmed error = errs.Unavailable("amqp: publish not confirmed")
+	// ErrRejected: eventkit could not make a publishing of the message
+	// (Config.OnPublish failed, or the structured CloudEvent could not
+	// be encoded). Permanent.
+	ErrRejected error = errs.Refused("amqp: message rejected before publishing")
 )
 
 // ErrClosed is returned after Close.
@@ -129,10 +133,14 @@ func (p *Publisher) publish(slot **confirmChannel, topic string, msgs []*message
 		return &PublishError{Topic: topic, UUIDs: uuids(msgs), Err: err}
 	}
 
+	pubs, err := p.marshal(msgs)
+	if err != nil {
+		return &PublishError{Topic: topic, UUIDs: uuids(msgs), Err: err}
+	}
 	mandatory := p.cfg.Unroutable == UnroutableError
 	confirms := make([]*amqp.DeferredConfirmation, len(msgs))
-	for i, msg := range msgs {
-		confirms[i], err = cc.ch.PublishWithDeferredConfirmWithContext(ctx, topic, "", mandatory, false, marshal(msg))
+	for i := range msgs {
+		confirms[i], err = cc.ch.PublishWithDeferredConfirmWithContext(ctx, topic, "", mandatory, false, pubs[i])
 		if err != nil {
 			p.discard(slot)
 			return &PublishError{Topic: topic, UUIDs: uuids(msgs), Err: fmt.Errorf("%w: %w", ErrNotConfirmed, err)}
@@ -175,6 +183,23 @@ func (p *Publisher) publish(slot **confirmChannel, topic string, msgs []*message
 		failed[id] = true
 	}
 	return &PublishError{Topic: topic, UUIDs: pick(msgs, failed), Err: cause}
+}
+
+// marshal encodes msgs in Config.Wire and runs Config.OnPublish. An error
+// wraps ErrRejected: the same messages would fail again.
+func (p *Publisher) marshal(msgs []*message.Message) ([]amqp.Publishing, error) {
+	pubs := make([]amqp.Publishing, len(msgs))
+	for i, msg := range msgs {
+		pub, err := marshal(p.cfg.Wire, msg)
+		if err == nil && p.cfg.OnPublish != nil {
+			err = p.cfg.OnPublish(msg, &pub)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: message %s: %w", ErrRejected, msg.UUID, err)
+		}
+		pubs[i] = pub
+	}
+	return pubs, nil
 }
 
 // channel returns the slot's channel, opening one when the slot is empty or

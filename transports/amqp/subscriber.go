@@ -229,6 +229,9 @@ func (s *Subscriber) consume(ctx context.Context, topic string, out chan<- *mess
 // the subscription stopped first.
 func (s *Subscriber) handOut(ctx context.Context, d amqp.Delivery, out chan<- *message.Message) (*message.Message, context.CancelFunc, bool) {
 	msg := unmarshal(d)
+	if s.cfg.OnDelivery != nil {
+		s.cfg.OnDelivery(d, msg)
+	}
 	msgCtx, cancel := context.WithCancel(ctx)
 	msg.SetContext(msgCtx)
 	select {

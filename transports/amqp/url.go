@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 
+	"github.com/b2131a45/eventkit/events"
 	"github.com/b2131a45/eventkit/transports/internal/urlopt"
 )
 
@@ -18,6 +19,7 @@ import (
 //	dial_timeout        Config.DialTimeout
 //	reconnect_interval  Config.ReconnectInterval
 //	unroutable          Config.Unroutable: error or drop
+//	wire                Config.Wire: eventkit, cloudevents or cloudevents-structured
 //
 // and amqp091-go's own heartbeat, channel_max, auth_mechanism, certfile,
 // keyfile, cacertfile and server_name_indication. Any other parameter is
@@ -35,7 +37,7 @@ func ParseURL(rawURL string) (Config, error) {
 	}
 
 	var cfg Config
-	unroutable := ""
+	unroutable, wire := "", ""
 	opts := urlopt.New(u.Query())
 	opts.Int("prefetch", &cfg.Prefetch)
 	opts.Int("concurrency", &cfg.Concurrency)
@@ -44,6 +46,7 @@ func ParseURL(rawURL string) (Config, error) {
 	opts.Duration("dial_timeout", &cfg.DialTimeout)
 	opts.Duration("reconnect_interval", &cfg.ReconnectInterval)
 	opts.String("unroutable", &unroutable, UnroutableError.String(), UnroutableDrop.String())
+	opts.String("wire", &wire, string(events.WireEventkit), string(events.WireCloudEvents), string(events.WireCloudEventsStructured))
 	opts.Pass("heartbeat", "channel_max", "auth_mechanism", "certfile", "keyfile", "cacertfile", "server_name_indication")
 	if err := opts.Err(); err != nil {
 		return Config{}, err
@@ -51,6 +54,7 @@ func ParseURL(rawURL string) (Config, error) {
 	if unroutable == UnroutableDrop.String() {
 		cfg.Unroutable = UnroutableDrop
 	}
+	cfg.Wire = events.Wire(wire)
 
 	clean := *u
 	clean.RawQuery = opts.Passed().Encode()

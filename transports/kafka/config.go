@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/b2131a45/eventkit/events"
 )
 
 // versionDefault is understood by Kafka 2.8 and later, Kafka 4 included.
@@ -69,6 +72,31 @@ type Config struct {
 	// delivered again. Defaults to NackResendIntervalDefault.
 	NackResendInterval time.Duration
 
+	// Wire is how records are written: events.WireEventkit (the envelope
+	// in headers named after its metadata keys), events.WireCloudEvents
+	// (CloudEvents binary mode: "ce_" headers and content-type) or
+	// events.WireCloudEventsStructured (a structured CloudEvent as the
+	// value). In every form the record key is the partition key and the
+	// record timestamp the event's occurred_at. Subscribers read every
+	// form whatever Wire says. Defaults to WireEventkit.
+	Wire events.Wire
+
+	// Partitioner picks the partition of a keyed record. Defaults to
+	// PartitionerMurmur2, the Java client's, which kafkajs and librdkafka
+	// (murmur2_random) use too.
+	Partitioner Partitioner
+
+	// OnProduce, if set, is called with each message and the record
+	// eventkit made of it, before it is sent: set headers, the key or the
+	// partition of your own. An error fails the Publish call for good
+	// (errors.Is ErrRejected). Defaults to nil.
+	OnProduce func(msg *message.Message, pm *sarama.ProducerMessage) error
+
+	// OnConsume, if set, is called with each record and the message
+	// eventkit made of it, before the message is handed out. Defaults to
+	// nil.
+	OnConsume func(km *sarama.ConsumerMessage, msg *message.Message)
+
 	// Logger receives the subscribers' events: subscriptions starting and
 	// stopping at Debug, consumer-group errors at Error. Passwords are
 	// masked. Defaults to discarding.
@@ -99,6 +127,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.NackResendInterval == 0 {
 		c.NackResendInterval = NackResendIntervalDefault
+	}
+	if c.Wire == "" {
+		c.Wire = events.WireEventkit
+	}
+	if c.Partitioner == "" {
+		c.Partitioner = PartitionerMurmur2
 	}
 	return c
 }
@@ -135,6 +169,12 @@ func (c Config) validate() error {
 		if d < 0 {
 			return fmt.Errorf("kafka: Config.%s must not be negative, got %s", name, d)
 		}
+	}
+	if _, err := events.ParseWire(string(c.Wire)); err != nil {
+		return fmt.Errorf("kafka: Config.Wire: %w", err)
+	}
+	if _, err := c.Partitioner.constructor(); err != nil {
+		return fmt.Errorf("kafka: Config.Partitioner: %w", err)
 	}
 	if c.Partitions < -1 || c.ReplicationFactor < -1 {
 		return fmt.Errorf("kafka: Config.Partitions and Config.ReplicationFactor must be positive, or -1 for the broker's default")
@@ -175,6 +215,7 @@ func (c Config) sarama() *sarama.Config {
 	sc.Producer.Retry.Max = 10
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
+	sc.Producer.Partitioner, _ = c.Partitioner.constructor() // validated
 
 	// A new group starts at the oldest message, not after the newest.
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest

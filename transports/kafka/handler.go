@@ -27,6 +27,7 @@ type handler struct {
 	group      sarama.ConsumerGroup
 	out        chan<- *message.Message
 	nackResend time.Duration
+	onConsume  func(*sarama.ConsumerMessage, *message.Message)
 	log        *slog.Logger
 }
 
@@ -63,10 +64,14 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 // committed when the session ends, and the coordinator waits for it up to
 // the rebalance timeout.
 func (h *handler) deliver(sess sarama.ConsumerGroupSession, km *sarama.ConsumerMessage) bool {
-	msg, err := marshaler{}.Unmarshal(km)
+	msg, err := unmarshal(km)
+	if err == nil && h.onConsume != nil {
+		h.onConsume(km, msg)
+	}
 	if err != nil {
-		// Not a message (watermill-kafka's format never fails): skip it
-		// rather than block the partition on it forever.
+		// Not a record (a nil one): skip it rather than block the
+		// partition on it forever. Every record decodes into a message;
+		// a bad one is the handler's to dead-letter.
 		h.log.Error("kafka: skip undecodable record", "err", err,
 			"partition", km.Partition, "offset", km.Offset)
 		sess.MarkMessage(km, "")

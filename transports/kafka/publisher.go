@@ -53,9 +53,9 @@ func cause(err error) error {
 // Publisher is an idempotent, acks=all Kafka producer. It is safe for
 // concurrent use.
 type Publisher struct {
-	producer  sarama.SyncProducer
-	marshaler marshaler
-	secrets   redact.Secrets
+	producer sarama.SyncProducer
+	cfg      Config
+	secrets  redact.Secrets
 
 	mu     sync.RWMutex // held for reading by Publish, for writing by Close
 	closed bool
@@ -72,7 +72,7 @@ func NewPublisher(cfg Config) (*Publisher, error) {
 	if err != nil {
 		return nil, secrets.Error(fmt.Errorf("kafka: connect producer to %v: %w", cfg.Brokers, err))
 	}
-	return &Publisher{producer: producer, secrets: secrets}, nil
+	return &Publisher{producer: producer, cfg: cfg, secrets: secrets}, nil
 }
 
 // Publish sends msgs to topic as one batch and returns when all of them are
@@ -93,7 +93,10 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	}
 	batch := make([]*sarama.ProducerMessage, len(msgs))
 	for i, msg := range msgs {
-		pm, err := p.marshaler.Marshal(topic, msg)
+		pm, err := marshal(p.cfg.Wire, topic, msg)
+		if err == nil && p.cfg.OnProduce != nil {
+			err = p.cfg.OnProduce(msg, pm)
+		}
 		if err != nil {
 			return &PublishError{Topic: topic, UUIDs: uuids(msgs), Err: fmt.Errorf("%w: marshal message %s: %w", ErrRejected, msg.UUID, err)}
 		}

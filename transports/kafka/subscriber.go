@@ -112,6 +112,7 @@ func (s *Subscriber) consume(ctx context.Context, topic string, group sarama.Con
 		group:      group,
 		out:        out,
 		nackResend: s.cfg.NackResendInterval,
+		onConsume:  s.cfg.OnConsume,
 		log:        log,
 	}
 	retry := s.cfg.DialTimeout / 10

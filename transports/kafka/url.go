@@ -11,6 +11,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/b2131a45/eventkit/events"
 	"github.com/b2131a45/eventkit/transports/internal/urlopt"
 )
 
@@ -31,6 +32,8 @@ import (
 //	session_timeout      Config.SessionTimeout
 //	heartbeat_interval   Config.HeartbeatInterval
 //	nack_resend_interval Config.NackResendInterval
+//	wire                 Config.Wire: eventkit, cloudevents or cloudevents-structured
+//	partitioner          Config.Partitioner: murmur2 or fnv1a
 //
 // Any other parameter is an error. Errors never contain the password.
 func ParseURL(rawURL string) (Config, error) {
@@ -100,6 +103,9 @@ func ParseURL(rawURL string) (Config, error) {
 	opts.Duration("session_timeout", &cfg.SessionTimeout)
 	opts.Duration("heartbeat_interval", &cfg.HeartbeatInterval)
 	opts.Duration("nack_resend_interval", &cfg.NackResendInterval)
+	var wire, partitioner string
+	opts.String("wire", &wire, string(events.WireEventkit), string(events.WireCloudEvents), string(events.WireCloudEventsStructured))
+	opts.String("partitioner", &partitioner, string(PartitionerMurmur2), string(PartitionerFNV1a))
 	if err := opts.Err(); err != nil {
 		return Config{}, err
 	}
@@ -109,6 +115,8 @@ func ParseURL(rawURL string) (Config, error) {
 		}
 	}
 	cfg.Mechanism = Mechanism(mechanism)
+	cfg.Wire = events.Wire(wire)
+	cfg.Partitioner = Partitioner(partitioner)
 	if useTLS {
 		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/b2131a45/eventkit/events"
 	"github.com/b2131a45/eventkit/transports/internal/errs"
 )
 
@@ -69,6 +70,7 @@ func (s *subscriber) consume(ctx context.Context, topic string, out chan<- *mess
 }
 
 func (s *subscriber) deliver(ctx context.Context, msg *message.Message, out chan<- *message.Message) outcome {
+	_ = events.Canonicalize(msg) // a message in CloudEvents form; an error is the registry's to report
 	msgCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	msg.SetContext(msgCtx)

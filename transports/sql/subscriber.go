@@ -10,6 +10,7 @@ import (
 	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/b2131a45/eventkit/events"
 	"github.com/b2131a45/eventkit/transports/internal/errs"
 	"github.com/b2131a45/eventkit/transports/internal/wmlog"
 )
@@ -126,6 +127,7 @@ func (s *Subscriber) forward(ctx context.Context, in <-chan *message.Message, ou
 	defer s.wg.Done()
 	defer close(out)
 	for msg := range in {
+		_ = events.Canonicalize(msg) // a message in CloudEvents form; an error is the registry's to report
 		// A message not handed over is not acked: watermill-sql, which
 		// stops on the same ctx and Close, delivers it again later.
 		select {

@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) Transport, features Features) {
 		{"each_group_gets_every_event", (*suite).eachGroupGetsEveryEvent},
 		{"group_members_share_events", (*suite).groupMembersShareEvents},
 		{"envelope_survives", (*suite).envelopeSurvives},
+		{"cloudevents_input", (*suite).cloudEventsInput},
 		{"nack_redelivers", (*suite).nackRedelivers},
 		{"close_without_ack_redelivers", (*suite).closeWithoutAckRedelivers},
 		{"ordered_per_key", (*suite).orderedPerKey},

@@ -1,0 +1,4 @@
+package amqp
+
+// UnmarshalForTest exposes unmarshal to the external tests.
+var UnmarshalForTest = unmarshal
