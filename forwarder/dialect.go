@@ -49,7 +49,13 @@ type schema struct {
 	channel string // PostgreSQL NOTIFY channel
 	lease   string // SQLite: quoted lease table
 	lockKey string // PostgreSQL / MySQL relay lock key
-	setup   []string
+	// relayLock and relayUnlock (PostgreSQL, MySQL) take and free the
+	// session lock of the active relay; their argument is lockKey.
+	// relayLock returns true when it got the lock. relayLockTx is the
+	// same lock taken in a transaction (PostgreSQL: freed when it ends;
+	// MySQL: GET_LOCK, freed by relayUnlock).
+	relayLock, relayLockTx, relayUnlock string
+	setup                               []string
 	// fetch reads pending rows in relay order after a cursor; see fetchArgs.
 	fetch string
 	// held reports (PostgreSQL) whether any committed row is pending: after
@@ -69,6 +75,9 @@ func newSchema(d Dialect, name string) schema {
 		s.table = `"` + tbl + `"`
 		s.channel = tbl
 		s.lockKey = "eventkit.relay." + name
+		s.relayLock = `SELECT pg_try_advisory_lock(hashtextextended($1 || current_schema(), 0))`
+		s.relayLockTx = `SELECT pg_try_advisory_xact_lock(hashtextextended($1 || current_schema(), 0))`
+		s.relayUnlock = `SELECT pg_advisory_unlock(hashtextextended($1 || current_schema(), 0))`
 		idx := func(suffix string) string { return `"` + tbl + "_" + suffix + `"` }
 		fn := `"` + tbl + `_notify"`
 		s.setup = []string{
@@ -121,6 +130,10 @@ func newSchema(d Dialect, name string) schema {
 	case MySQL:
 		s.table = "`" + tbl + "`"
 		s.lockKey = "eventkit.relay." + name
+		const key = `CONCAT('eventkit.', LEFT(SHA1(CONCAT(DATABASE(), '.', ?)), 40))`
+		s.relayLock = `SELECT GET_LOCK(` + key + `, 0) = 1`
+		s.relayLockTx = s.relayLock
+		s.relayUnlock = `SELECT RELEASE_LOCK(` + key + `)`
 		s.setup = []string{
 			// Watermill's DefaultMySQLSchema table plus the eventkit columns.
 			"CREATE TABLE IF NOT EXISTS " + s.table + ` (

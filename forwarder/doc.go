@@ -92,6 +92,17 @@
 // work too: the relay then finds out by publishing one message at a time.
 // See IsUnavailable.
 //
+// # Moving from a stock Watermill forwarder
+//
+// A stock forwarder keeps its progress in watermill-sql's offsets table
+// ("watermill_offsets_" + Name), which the relay neither reads nor writes:
+// the relay goes by each row's status. To switch, stop the stock
+// forwarder, call Outbox.AdoptForwarderProgress with its consumer group
+// ("eventkit outbox adopt"), then start the relay: what the stock forwarder
+// acknowledged is marked published, the rest is relayed, nothing is sent
+// twice beyond an unacknowledged last batch. Outbox.HandOverToForwarder
+// ("eventkit outbox handover") is the way back.
+//
 // # Observability
 //
 // OutboxConfig.TracerProvider turns on OpenTelemetry tracing: Add starts a

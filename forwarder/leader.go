@@ -42,12 +42,9 @@ func (l *leader) drain() {
 func (r *Relay) acquire(ctx context.Context) (*leader, error) {
 	switch r.ob.cfg.Dialect {
 	case Postgres:
-		return r.acquireSession(ctx,
-			`SELECT pg_try_advisory_lock(hashtextextended($1 || current_schema(), 0))`,
-			`SELECT pg_advisory_unlock(hashtextextended($1 || current_schema(), 0))`, nil)
+		return r.acquireSession(ctx, r.ob.s.relayLock, r.ob.s.relayUnlock, nil)
 	case MySQL:
-		const key = `CONCAT('eventkit.', LEFT(SHA1(CONCAT(DATABASE(), '.', ?)), 40))`
-		return r.acquireSession(ctx, `SELECT GET_LOCK(`+key+`, 0) = 1`, `SELECT RELEASE_LOCK(`+key+`)`,
+		return r.acquireSession(ctx, r.ob.s.relayLock, r.ob.s.relayUnlock,
 			[]string{
 				// No gap locks for the relay's locking reads, and a short wait
 				// for rows of transactions still in flight (then it reads again).

@@ -28,17 +28,22 @@ const usage = `eventkit operates eventkit outboxes and dead-letter queues.
 
 Usage:
   eventkit migrate --db URL [--outbox NAME]... [--inbox TABLE]...
-  eventkit outbox stats   --db URL [--outbox NAME] [--json]
-  eventkit outbox pending --db URL [--outbox NAME] [--limit N] [--json]
-  eventkit outbox failed  --db URL [--outbox NAME] [--limit N] [--json]
-  eventkit outbox requeue --db URL [--outbox NAME] EVENT_ID...
-  eventkit outbox purge   --db URL [--outbox NAME] --older-than DURATION [--json]
+  eventkit outbox stats    --db URL [--outbox NAME] [--json]
+  eventkit outbox pending  --db URL [--outbox NAME] [--limit N] [--json]
+  eventkit outbox failed   --db URL [--outbox NAME] [--limit N] [--json]
+  eventkit outbox requeue  --db URL [--outbox NAME] EVENT_ID...
+  eventkit outbox purge    --db URL [--outbox NAME] --older-than DURATION [--json]
+  eventkit outbox adopt    --db URL [--outbox NAME] [--forwarder-group G] [--json]
+  eventkit outbox handover --db URL [--outbox NAME] [--forwarder-group G] [--json]
   eventkit dlq list   --transport URL --topic TOPIC [--group G] [--handler H] [--reason R]
                       [--older-than D] [--newer-than D] [--limit N] [--idle D] [--json]
   eventkit dlq replay (same flags as list)
 
 --db defaults to $EVENTKIT_DB, then $DATABASE_URL (postgres://…, mysql://…, sqlite:path).
 --transport defaults to $EVENTKIT_TRANSPORT, then $TRANSPORT_URL.
+adopt marks published what a stock Watermill forwarder (consumer group G, default "")
+acknowledged on the outbox: stop the stock forwarder, adopt, then start the relay.
+handover is the reverse: stop every relay, handover, then start the stock forwarder.
 Exit codes: 0 success, 1 operation failed, 2 bad usage.
 `
 
@@ -87,13 +92,15 @@ func dispatch(ctx context.Context, args []string, out io.Writer) error {
 }
 
 var commands = map[string]func(context.Context, []string, io.Writer) error{
-	"outbox stats":   outboxStats,
-	"outbox pending": outboxPending,
-	"outbox failed":  outboxFailed,
-	"outbox requeue": outboxRequeue,
-	"outbox purge":   outboxPurge,
-	"dlq list":       dlqList,
-	"dlq replay":     dlqReplay,
+	"outbox stats":    outboxStats,
+	"outbox pending":  outboxPending,
+	"outbox failed":   outboxFailed,
+	"outbox requeue":  outboxRequeue,
+	"outbox purge":    outboxPurge,
+	"outbox adopt":    outboxAdopt,
+	"outbox handover": outboxHandOver,
+	"dlq list":        dlqList,
+	"dlq replay":      dlqReplay,
 }
 
 // flags returns a flag set whose errors are usage errors.

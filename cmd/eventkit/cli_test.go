@@ -6,12 +6,16 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	wmforwarder "github.com/ThreeDotsLabs/watermill/components/forwarder"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -54,6 +58,9 @@ func TestUsage(t *testing.T) {
 		{[]string{"outbox", "requeue", "--db", "sqlite:x.db"}, exitUsage, "event ids"},
 		{[]string{"outbox", "stats", "--db", "oracle://u:hunter22@h/db"}, exitUsage, "--db"},
 		{[]string{"outbox", "stats", "--db", "sqlite:x.db", "--outbox", "x; DROP TABLE y"}, exitUsage, "Name"},
+		{[]string{"outbox", "adopt", "--db", ""}, exitUsage, "--db is required"},
+		{[]string{"outbox", "adopt", "--db", "sqlite:x.db", "stray"}, exitUsage, "unexpected argument"},
+		{[]string{"outbox", "handover", "--db", "sqlite:x.db", "--forwarder"}, exitUsage, "flag provided but not defined"},
 		{[]string{"dlq", "list", "--transport", "mem://"}, exitUsage, "--topic is required"},
 		{[]string{"dlq", "replay", "--topic", "t.dlq", "--transport", ""}, exitUsage, "--transport is required"},
 		{[]string{"help"}, exitOK, ""},
@@ -136,6 +143,7 @@ func TestOutboxCommandsOnPostgres(t *testing.T) {
 	db, url := postgres(t)
 	name := testenv.Name(t, "cli")
 	inbox := name + "_inbox"
+	dropOutbox(t, db, name, `"`+inbox+`"`)
 
 	code, out, errOut := eventkit(t, "migrate", "--db", url, "--outbox", name, "--inbox", inbox)
 	require.Equal(t, exitOK, code, errOut)
@@ -188,6 +196,111 @@ func TestOutboxCommandsOnPostgres(t *testing.T) {
 	require.Equal(t, exitOK, code, errOut)
 	assert.JSONEq(t, `{"purged":0}`, out)
 }
+
+// The move from a stock Watermill forwarder: it drained 3 events and was
+// stopped, 2 more were written; "outbox adopt" marks the 3 published and
+// says 2 remain, a second run marks none, "outbox handover" goes back.
+func TestOutboxAdoptOnPostgres(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, url := postgres(t)
+	name := testenv.Name(t, "cli")
+	dropOutbox(t, db, name, `"watermill_offsets_`+name+`"`)
+	code, _, errOut := eventkit(t, "migrate", "--db", url, "--outbox", name)
+	require.Equal(t, exitOK, code, errOut)
+	reg := events.NewRegistry()
+	require.NoError(t, events.Register[event](reg, "cli.event"))
+	ob, err := forwarder.NewOutbox(db, forwarder.OutboxConfig{Registry: reg, Name: name})
+	require.NoError(t, err)
+	add := func(evts ...any) {
+		tx, err := db.Begin()
+		require.NoError(t, err)
+		require.NoError(t, ob.Add(ctx, tx, evts...))
+		require.NoError(t, tx.Commit())
+	}
+
+	code, _, errOut = eventkit(t, "outbox", "adopt", "--db", url, "--outbox", name)
+	require.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "watermill_offsets_"+name+" does not exist, so no stock Watermill forwarder has run")
+
+	add(event{N: 1}, event{N: 2}, event{N: 3})
+	var sent atomic.Int64
+	runStockForwarderUntilIdle(t, db, name, countingPublisher{&sent})
+	require.Equal(t, int64(3), sent.Load())
+	add(event{N: 4}, event{N: 5})
+
+	code, out, errOut := eventkit(t, "outbox", "adopt", "--db", url, "--outbox", name)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Equal(t, `outbox `+name+`: marked 3 row(s) the stock forwarder (consumer group "") had published as published; 2 pending remain`+"\n", out)
+
+	code, out, errOut = eventkit(t, "outbox", "adopt", "--db", url, "--outbox", name, "--json")
+	require.Equal(t, exitOK, code, errOut)
+	assert.JSONEq(t, `{"outbox":"`+name+`","forwarder_group":"","marked_published":0,"pending":2,"failed":0}`, out)
+
+	code, _, errOut = eventkit(t, "outbox", "adopt", "--db", url, "--outbox", name, "--forwarder-group", "billing")
+	require.Equal(t, exitError, code)
+	assert.Contains(t, errOut, `consumer group "billing" has no row in table watermill_offsets_`+name+`; groups found: ""`)
+
+	code, out, errOut = eventkit(t, "outbox", "handover", "--db", url, "--outbox", name, "--json")
+	require.Equal(t, exitOK, code, errOut)
+	assert.JSONEq(t, `{"outbox":"`+name+`","forwarder_group":"","resent":0,"pending":2,"failed":0}`, out)
+	runStockForwarderUntilIdle(t, db, name, countingPublisher{&sent})
+	require.Equal(t, int64(5), sent.Load(), "the stock forwarder went on with the 2 pending events only")
+
+	code, _, errOut = eventkit(t, "outbox", "adopt", "--db", "sqlite:"+filepath.Join(t.TempDir(), "x.db"))
+	require.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "SQLite")
+}
+
+// dropOutbox drops the PostgreSQL outbox (its table, then its trigger
+// function) and the other (quoted) tables when the test ends.
+func dropOutbox(t *testing.T, db *sql.DB, outbox string, tables ...string) {
+	t.Cleanup(func() {
+		stmts := []string{`DROP TABLE IF EXISTS "watermill_` + outbox + `"`, `DROP FUNCTION IF EXISTS "watermill_` + outbox + `_notify"()`}
+		for _, tbl := range tables {
+			stmts = append(stmts, `DROP TABLE IF EXISTS `+tbl)
+		}
+		for _, q := range stmts {
+			_, err := db.Exec(q)
+			assert.NoError(t, err)
+		}
+	})
+}
+
+// runStockForwarderUntilIdle runs a stock Watermill forwarder (consumer
+// group "") on the outbox until it has acknowledged the last row.
+func runStockForwarderUntilIdle(t *testing.T, db *sql.DB, outbox string, pub message.Publisher) {
+	t.Helper()
+	logger := watermill.NopLogger{}
+	sub, err := wmsql.NewSubscriber(wmsql.BeginnerFromStdSQL(db), wmsql.SubscriberConfig{
+		SchemaAdapter:    wmsql.DefaultPostgreSQLSchema{},
+		OffsetsAdapter:   wmsql.DefaultPostgreSQLOffsetsAdapter{},
+		InitializeSchema: true,
+		PollInterval:     10 * time.Millisecond,
+	}, logger)
+	require.NoError(t, err)
+	defer sub.Close()
+	fwd, err := wmforwarder.NewForwarder(sub, pub, logger, wmforwarder.Config{ForwarderTopic: outbox})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fwd.Run(ctx) }()
+	defer func() { cancel(); _ = fwd.Close(); <-done }()
+	require.Eventually(t, func() bool {
+		var idle bool
+		err := db.QueryRow(`SELECT COALESCE((SELECT offset_acked FROM "watermill_offsets_` + outbox + `" WHERE consumer_group = ''), -1)
+			= (SELECT MAX("offset") FROM "watermill_` + outbox + `")`).Scan(&idle)
+		return err == nil && idle
+	}, 20*time.Second, 10*time.Millisecond, "the stock forwarder did not acknowledge the last row")
+}
+
+type countingPublisher struct{ n *atomic.Int64 }
+
+func (p countingPublisher) Publish(_ string, msgs ...*message.Message) error {
+	p.n.Add(int64(len(msgs)))
+	return nil
+}
+func (countingPublisher) Close() error { return nil }
 
 // A dead letter made by the Default chain over RabbitMQ is listed by
 // "dlq list" and re-delivered by "dlq replay" with its event id.

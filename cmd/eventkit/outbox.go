@@ -221,3 +221,82 @@ func outboxPurge(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "purged %d published row(s) older than %s\n", n, olderThan)
 	return nil
 }
+
+// forwarderGroup registers --forwarder-group: the consumer group of a
+// stock Watermill forwarder's subscriber.
+func forwarderGroup(fs *flag.FlagSet) *string {
+	return fs.String("forwarder-group", "", `consumer group of the stock forwarder's watermill-sql subscriber (components/forwarder sets none: "")`)
+}
+
+func outboxAdopt(ctx context.Context, args []string, out io.Writer) error {
+	var f outboxFlags
+	fs := flags("outbox adopt")
+	f.register(fs, false)
+	group := forwarderGroup(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("outbox adopt: unexpected argument %q", fs.Arg(0))
+	}
+	ob, db, err := f.open()
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	n, err := ob.AdoptForwarderProgress(ctx, *group)
+	if err != nil {
+		return err
+	}
+	s, err := ob.Stats(ctx)
+	if err != nil {
+		return fmt.Errorf("marked %d row(s) published, then: %w", n, err)
+	}
+	if f.json {
+		return json.NewEncoder(out).Encode(map[string]any{
+			"outbox": ob.Name(), "forwarder_group": *group, "marked_published": n, "pending": s.Pending, "failed": s.Failed,
+		})
+	}
+	fmt.Fprintf(out, "outbox %s: marked %d row(s) the stock forwarder (consumer group %q) had published as published; %d pending remain",
+		ob.Name(), n, *group, s.Pending)
+	if s.Failed > 0 {
+		fmt.Fprintf(out, ", %d failed", s.Failed)
+	}
+	fmt.Fprintln(out)
+	return nil
+}
+
+func outboxHandOver(ctx context.Context, args []string, out io.Writer) error {
+	var f outboxFlags
+	fs := flags("outbox handover")
+	f.register(fs, false)
+	group := forwarderGroup(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("outbox handover: unexpected argument %q", fs.Arg(0))
+	}
+	ob, db, err := f.open()
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	resent, err := ob.HandOverToForwarder(ctx, *group)
+	if err != nil {
+		return err
+	}
+	s, err := ob.Stats(ctx)
+	if err != nil {
+		return fmt.Errorf("handed over, then: %w", err)
+	}
+	if f.json {
+		return json.NewEncoder(out).Encode(map[string]any{
+			"outbox": ob.Name(), "forwarder_group": *group, "resent": resent, "pending": s.Pending, "failed": s.Failed,
+		})
+	}
+	fmt.Fprintf(out, "outbox %s: stock forwarder (consumer group %q) set to go on where the relay stopped; "+
+		"it publishes %d pending and %d failed row(s), and again %d row(s) the relay had published after the first of them\n",
+		ob.Name(), *group, s.Pending, s.Failed, resent)
+	return nil
+}
