@@ -30,6 +30,17 @@
 // group share its messages. Order and what a new group receives differ by
 // transport and are reported by Transport.Capabilities.
 //
+// # Wire forms
+//
+// RabbitMQ and Kafka write events in the form the URL's wire option names:
+// eventkit (the default: the envelope in headers named after its keys),
+// cloudevents (CloudEvents 1.0 binary mode) or cloudevents-structured. In
+// every form the broker's standard properties are set (AMQP message-id,
+// type, content-type, timestamp, correlation-id, app-id; the Kafka key and
+// timestamp), and every subscriber, of every transport, reads every form,
+// so services written in other languages, with CloudEvents SDKs or plain
+// clients, produce and consume eventkit events. See docs/interop.md.
+//
 // # Publish errors
 //
 // A *PublishError lists the messages of a call that were not confirmed

@@ -10,8 +10,26 @@
 // group is a durable queue named topic_group (QueueName; watermill-amqp's
 // GenerateQueueNameTopicNameWithSuffix(group)) bound to that exchange.
 // Subscribers declare exchange, queue and binding; the publisher declares
-// the exchange. Messages are persistent (delivery mode 2). Metadata travel
-// as string headers, the UUID in header _watermill_message_uuid.
+// the exchange. Messages are persistent (delivery mode 2).
+//
+// # Wire forms
+//
+// Config.Wire (URL option wire) chooses how a message is written:
+// events.WireEventkit (the default) writes the metadata as string headers,
+// as watermill-amqp does; events.WireCloudEvents writes CloudEvents 1.0 in
+// binary mode, the envelope as "cloudEvents:"-prefixed headers (the AMQP
+// binding's application-property names) and the payload's media type as
+// the content-type property; events.WireCloudEventsStructured writes a
+// structured CloudEvent (application/cloudevents+json) as the body. In
+// every form the standard properties are set from the envelope:
+// message-id (event id), type (event name), content-type, timestamp
+// (occurred at), correlation-id and app-id (source), and the UUID travels
+// in header _watermill_message_uuid. Subscribers read every form, messages
+// with only standard properties (amqplib, pika, the Java client), and the
+// x-amqp-1.0-* headers in which RabbitMQ before 3.13 passes on the
+// properties of a message an AMQP 1.0 client sent. Config.OnPublish and
+// Config.OnDelivery reach the raw publishing and delivery. The field-by-
+// field mapping is in docs/interop.md.
 //
 // # Publishing
 //

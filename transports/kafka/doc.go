@@ -14,8 +14,29 @@
 // listed in a *PublishError wrapping ErrUnavailable (try again later) or
 // ErrRejected (the message itself is refused). The events.KeyPartitionKey metadata
 // becomes the Kafka message key: messages with the same key go to the same
-// partition. Messages without one are spread over the partitions. Metadata
-// travel as record headers, the UUID in header _watermill_message_uuid.
+// partition, chosen as the Java client, kafkajs and librdkafka's
+// murmur2_random choose it (Config.Partitioner, PartitionerMurmur2), so
+// producers in other languages sharing the topic keep per-key order.
+// Messages without one are spread over the partitions. The record timestamp
+// is the event's occurred_at.
+//
+// Upgrading from eventkit's earlier FNV-1a placement (Sarama's hash) moves
+// most keys to another partition: events of a key produced just before and
+// just after the switch may then be consumed out of order. Drain the topic
+// before switching, or keep PartitionerFNV1a (URL partitioner=fnv1a).
+//
+// # Wire forms
+//
+// Config.Wire (URL option wire) chooses how a record is written:
+// events.WireEventkit (the default) writes the metadata as record headers,
+// as watermill-kafka does, the UUID in header _watermill_message_uuid;
+// events.WireCloudEvents writes CloudEvents 1.0 in binary mode ("ce_"
+// headers and content-type, the CloudEvents Kafka binding);
+// events.WireCloudEventsStructured writes a structured CloudEvent as the
+// value. Subscribers read every form; the record key fills the partition
+// key and the record timestamp occurred_at when the headers lack them.
+// Config.OnProduce and Config.OnConsume reach the raw records. The field-by-
+// field mapping is in docs/interop.md.
 //
 // # Delivery
 //
