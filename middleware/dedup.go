@@ -56,7 +56,9 @@ type Deduplicate struct {
 // A message without handler name or event id, or with one too long to
 // store, fails with a permanent error; without an event id it is the
 // *events.DecodeError of its envelope (ReasonMissingID, or
-// ReasonMissingName when it names no event either). NewDeduplicate returns an error if
+// ReasonMissingName when it names no event either), or of its CloudEvents
+// form when it claims one it is not (ReasonDecode: a structured event that
+// does not parse, whose id is inside it). NewDeduplicate returns an error if
 // store is nil, or InTx is set with a MemoryInbox or an inbox with
 // InboxConfig.GroupCommit.
 func NewDeduplicate(store InboxStore, cfg DeduplicateConfig) (*Deduplicate, error) {
@@ -88,6 +90,18 @@ func (d *Deduplicate) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		key := InboxKey{Handler: message.HandlerNameFromCtx(ctx), EventID: msg.Metadata.Get(events.KeyEventID)}
 		if key.EventID == "" {
 			key.EventID = msg.UUID
+		}
+		if key.EventID == "" {
+			// The id may be in a CloudEvents form a subscriber did not read,
+			// or the message may claim a form it is not (a structured event
+			// that does not parse): then that is its real problem.
+			if err := events.Canonicalize(msg); err != nil {
+				return nil, err
+			}
+			key.EventID = msg.Metadata.Get(events.KeyEventID)
+			if key.EventID == "" {
+				key.EventID = msg.UUID
+			}
 		}
 		if key.EventID == "" {
 			// No key to claim: report the message's real problem (no event
