@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"go.opentelemetry.io/otel/trace"
@@ -82,6 +83,11 @@ func NewBus(pub message.Publisher, cfg BusConfig) (*Bus, error) {
 // bound for the same topic go in one Publisher.Publish call, so a batching
 // publisher (the outbox, AMQP, Kafka) writes them together and in order.
 //
+// A PublishOption among the events (DeliverAt, DeliverAfter) schedules them:
+// they carry events.KeyDeliverAt and are delivered no earlier, which needs a
+// Scheduler publisher (the outbox; mem://); other publishers make Publish
+// fail with ErrScheduleNotSupported, before publishing anything.
+//
 // It returns events.ErrNotRegistered (wrapped) for an unregistered type,
 // before publishing anything, or the publisher's error. On a publisher
 // error, events of earlier calls may have been published: the transports
@@ -90,6 +96,9 @@ func (b *Bus) Publish(ctx context.Context, evts ...any) error {
 	msgs, topics, err := b.Messages(ctx, evts...)
 	if err != nil {
 		return err
+	}
+	if s, ok := b.pub.(Scheduler); (!ok || !s.SchedulesDelivery()) && scheduled(msgs) {
+		return ErrScheduleNotSupported
 	}
 	for start := 0; start < len(msgs); {
 		end := start + 1
@@ -121,12 +130,19 @@ func (b *Bus) traceSend(ctx context.Context, topic string, msgs []*message.Messa
 // Messages encodes events into messages and their topics without publishing
 // them, exactly as Publish would.
 func (b *Bus) Messages(ctx context.Context, evts ...any) ([]*message.Message, []string, error) {
+	evts, due, err := splitOptions(evts)
+	if err != nil {
+		return nil, nil, err
+	}
 	msgs := make([]*message.Message, len(evts))
 	topics := make([]string, len(evts))
 	for i, e := range evts {
 		msg, err := b.reg.NewMessage(ctx, e, b.src)
 		if err != nil {
 			return nil, nil, fmt.Errorf("cqrs: event %d: %w", i, err)
+		}
+		if !due.IsZero() {
+			msg.Metadata.Set(events.KeyDeliverAt, due.UTC().Format(time.RFC3339Nano))
 		}
 		msgs[i] = msg
 		topics[i] = b.topic(msg.Metadata.Get(events.KeyName))

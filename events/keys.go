@@ -27,6 +27,9 @@ const (
 	KeyPartitionKey = "partition_key"
 	// KeyContentType is the codec's media type, e.g. "application/json".
 	KeyContentType = "content_type"
+	// KeyDeliverAt is when a message is due, RFC 3339 UTC: transports do
+	// not deliver it before (delayed retries, scheduled events).
+	KeyDeliverAt = "deliver_at"
 	// KeyTraceParent and KeyTraceState carry W3C trace context when tracing is on.
 	KeyTraceParent = "traceparent"
 	KeyTraceState  = "tracestate"

@@ -19,6 +19,11 @@ type Stats struct {
 	Failed int64
 	// Published rows were confirmed by the broker and wait for Purge.
 	Published int64
+	// Scheduled rows wait for their due time (DeliverAt, DeliverAfter);
+	// they are not pending, and no lag, until they are due.
+	Scheduled int64
+	// NextDueAt is when the earliest scheduled row is due; zero when none.
+	NextDueAt time.Time
 	// OldestPendingAge is the outbox lag: how long ago the next row the
 	// relay will publish was written (its transaction started). Zero when
 	// nothing is pending.
@@ -37,8 +42,11 @@ type Record struct {
 	Attempts int
 	// LastError is the last rejection, or "".
 	LastError string
-	// CreatedAt is when the row was written (its transaction started).
+	// CreatedAt is when the row was written (its transaction started); for
+	// a row that was scheduled, when it became due.
 	CreatedAt time.Time
+	// DueAt is when a scheduled row is due (Scheduled only).
+	DueAt time.Time
 }
 
 // Stats returns the outbox counters and lag. Counting reads the whole table;
@@ -68,6 +76,15 @@ func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
 		return st, fmt.Errorf("forwarder: stats of outbox %s: %w", o.cfg.Name, err)
 	}
 	rs.Close()
+	if err := scanOne(ctx, o.db, []any{&st.Scheduled}, o.sched.count); err != nil {
+		return st, fmt.Errorf("forwarder: stats of outbox %s: %w", o.cfg.Name, err)
+	}
+	if st.Scheduled > 0 {
+		if st.NextDueAt, err = o.nextDue(ctx, o.db); err != nil {
+			return st, fmt.Errorf("forwarder: stats of outbox %s: %w", o.cfg.Name, err)
+		}
+		st.NextDueAt = st.NextDueAt.UTC()
+	}
 	if st.Pending == 0 {
 		return st, nil
 	}

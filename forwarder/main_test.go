@@ -174,18 +174,15 @@ func newEnv(t testing.TB, b backend, mod ...func(*forwarder.OutboxConfig)) *env 
 
 func (e *env) drop() {
 	ctx := context.Background()
-	tbl := e.ob.Table()
-	stmts := []string{`DROP TABLE IF EXISTS "` + tbl + `"`, `DROP TABLE IF EXISTS "watermill_offsets_` + e.name + `"`,
-		`DROP FUNCTION IF EXISTS "` + tbl + `_notify"()`}
-	switch e.backend {
-	case mysqlB:
-		stmts = []string{"DROP TABLE IF EXISTS `" + tbl + "`", "DROP TABLE IF EXISTS `watermill_offsets_" + e.name + "`"}
-	case sqlite:
+	if e.backend == sqlite {
 		return // t.TempDir goes away
 	}
-	for _, s := range stmts {
-		_ = e.exec(ctx, s)
+	_ = e.ob.Drop(ctx)
+	offsets := `DROP TABLE IF EXISTS "watermill_offsets_` + e.name + `"`
+	if e.backend == mysqlB {
+		offsets = "DROP TABLE IF EXISTS `watermill_offsets_" + e.name + "`"
 	}
+	_ = e.exec(ctx, offsets)
 }
 
 func (e *env) exec(ctx context.Context, q string, args ...any) error {

@@ -45,6 +45,7 @@ func TestRelay_RabbitMQStoppedMidDrain(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
+	testenv.LockFaultNode(t)
 	tr, err := transports.Open(ctx, testenv.AMQPFaultURL())
 	if err != nil {
 		testenv.Unavailable(t, "the fault RabbitMQ node (.ci/rabbitmq-fault-node)", err)

@@ -114,11 +114,12 @@ func (c OutboxConfig) validate() error {
 // and the inspection methods (Stats, Pending, Failed, Requeue, Purge) serve
 // operators. It is safe for concurrent use.
 type Outbox struct {
-	db  database
-	cfg OutboxConfig
-	s   schema
-	enc *cqrs.Bus // encodes events; never publishes
-	log *slog.Logger
+	db    database
+	cfg   OutboxConfig
+	s     schema
+	sched scheduleSchema
+	enc   *cqrs.Bus // encodes events; never publishes
+	log   *slog.Logger
 
 	tracer trace.Tracer // nil when tracing is off
 }
@@ -164,10 +165,14 @@ func newOutbox(db database, cfg OutboxConfig) (*Outbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("forwarder: %w", err)
 	}
+	s := newSchema(cfg.Dialect, cfg.Name)
+	sched := newScheduleSchema(cfg.Dialect, cfg.Name, `"watermill_`+cfg.Name+`_notify"`)
+	s.setup = append(s.setup, sched.setup...)
 	return &Outbox{
 		db:     db,
 		cfg:    cfg,
-		s:      newSchema(cfg.Dialect, cfg.Name),
+		s:      s,
+		sched:  sched,
 		enc:    enc,
 		log:    cfg.Logger.With(slog.String("outbox", cfg.Name)),
 		tracer: tracing.Tracer(cfg.TracerProvider),
@@ -231,6 +236,27 @@ func (o *Outbox) Setup(ctx context.Context) error {
 	return nil
 }
 
+// Drop removes what Setup created: the outbox table, its scheduled table,
+// and on PostgreSQL the notify function and its triggers, on SQLite the
+// lease table; pending rows go with them. It is for tests and for
+// decommissioning an outbox; stop its relays first. It succeeds when there
+// is nothing to drop.
+func (o *Outbox) Drop(ctx context.Context) error {
+	stmts := []string{"DROP TABLE IF EXISTS " + o.sched.table, "DROP TABLE IF EXISTS " + o.s.table}
+	switch o.cfg.Dialect {
+	case Postgres:
+		stmts = append(stmts, `DROP FUNCTION IF EXISTS "watermill_`+o.cfg.Name+`_notify"()`)
+	case SQLite:
+		stmts = append(stmts, "DROP TABLE IF EXISTS "+o.s.lease)
+	}
+	for _, q := range stmts {
+		if _, err := o.db.exec(ctx, q); err != nil {
+			return fmt.Errorf("forwarder: drop outbox %s: %w", o.cfg.Name, err)
+		}
+	}
+	return nil
+}
+
 func (o *Outbox) setupMySQL(ctx context.Context) (err error) {
 	sess, err := o.db.session(ctx)
 	if err != nil {
@@ -286,6 +312,11 @@ func isBusy(err error) bool {
 // outbox in tx, the caller's open transaction. The events are relayed only
 // if tx commits, and always if it does.
 //
+// DeliverAt(t) or DeliverAfter(d) among the events schedules them: they wait
+// in the outbox's scheduled table until due, then the relay publishes them,
+// in due order, never earlier, and without holding back the rows behind
+// them (a row due tomorrow is neither pending nor lag: see Stats).
+//
 // It returns ErrNotTransaction (wrapped) for a tx it cannot write in,
 // events.ErrNotRegistered (wrapped) for an unregistered event type, before
 // writing anything, or the database error of the insert; after an error
@@ -316,6 +347,10 @@ func (o *Outbox) Bus(tx Tx) *cqrs.Bus {
 func (o *Outbox) insert(ctx context.Context, q querier, msgs []*message.Message, topics []string) (err error) {
 	endSpans := o.traceCreate(ctx, msgs, topics) // injects the trace context before wrap
 	defer func() { endSpans(err) }()
+	msgs, topics, err = o.insertDelayed(ctx, q, msgs, topics)
+	if err != nil || len(msgs) == 0 {
+		return err
+	}
 	per := 4
 	if o.cfg.Dialect == SQLite {
 		per = 5
@@ -348,6 +383,42 @@ func (o *Outbox) insert(ctx context.Context, q querier, msgs []*message.Message,
 	return nil
 }
 
+// insertDelayed writes the messages due later into the scheduled table and
+// returns the others, in order.
+func (o *Outbox) insertDelayed(ctx context.Context, q querier, msgs []*message.Message, topics []string) ([]*message.Message, []string, error) {
+	now := time.Now()
+	var later []scheduledRow
+	var restMsgs []*message.Message
+	var restTopics []string
+	for i, m := range msgs {
+		due, ahead, err := dueOf(m, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !ahead {
+			if later != nil {
+				restMsgs, restTopics = append(restMsgs, m), append(restTopics, topics[i])
+			}
+			continue
+		}
+		if later == nil {
+			restMsgs, restTopics = append(restMsgs, msgs[:i]...), append(restTopics, topics[:i]...)
+		}
+		if len(m.UUID) > 36 {
+			return nil, nil, fmt.Errorf("forwarder: message uuid %q is longer than 36 characters", m.UUID)
+		}
+		payload, err := wrap(topics[i], m)
+		if err != nil {
+			return nil, nil, fmt.Errorf("forwarder: wrap message %s: %w", m.UUID, err)
+		}
+		later = append(later, scheduledRow{uuid: m.UUID, payload: string(payload), name: m.Metadata.Get(events.KeyName), topic: topics[i], due: due})
+	}
+	if later == nil {
+		return msgs, topics, nil
+	}
+	return restMsgs, restTopics, o.insertScheduled(ctx, q, later)
+}
+
 // txPublisher is the message.Publisher behind Bus(tx).
 type txPublisher struct {
 	o  *Outbox
@@ -371,6 +442,9 @@ func (p txPublisher) Publish(topic string, msgs ...*message.Message) error {
 }
 
 func (txPublisher) Close() error { return nil }
+
+// SchedulesDelivery reports that Bus(tx) schedules (cqrs.Scheduler).
+func (txPublisher) SchedulesDelivery() bool { return true }
 
 type discardPublisher struct{}
 

@@ -333,10 +333,19 @@ func (r *Relay) lead(ctx context.Context, l *leader) (err error) {
 	outage := time.Duration(0)    // current outage backoff, 0 when none
 	var cursor *row               // last row of the previous batch, all confirmed
 	streak := 0                   // batches read after a cursor
+	var due dueClock              // scheduled rows
 	for ctx.Err() == nil {
 		if l.renew != nil {
 			if err := l.renew(ctx); err != nil {
 				return err
+			}
+		}
+		if err := r.promote(ctx, &due); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if !retryable(err) {
+				return fmt.Errorf("promote scheduled rows: %w", err)
 			}
 		}
 		f, ok := takePrefetch()
@@ -392,9 +401,13 @@ func (r *Relay) lead(ctx context.Context, l *leader) (err error) {
 				wait = poll
 				poll = min(2*poll, r.cfg.PollInterval)
 			}
+			if !due.next.IsZero() {
+				wait = max(min(wait, time.Until(due.next)), 0)
+			}
 			if err := r.idle(ctx, l, wait); err != nil {
 				return err
 			}
+			due.checked = time.Time{} // woken: new scheduled rows may be due sooner
 			continue
 		}
 		heldWait = time.Millisecond

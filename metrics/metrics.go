@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -56,6 +57,7 @@ type Metrics struct {
 	handlerDur   *prometheus.HistogramVec
 	handlerErrs  *prometheus.CounterVec
 	retries      *prometheus.CounterVec
+	delayed      *prometheus.CounterVec
 	deadLetters  *prometheus.CounterVec
 	duplicates   *prometheus.CounterVec
 	outboxStats  *outboxCollector
@@ -63,8 +65,9 @@ type Metrics struct {
 }
 
 var (
-	_ forwarder.RelayObserver = (*Metrics)(nil)
-	_ middleware.Observer     = (*Metrics)(nil)
+	_ forwarder.RelayObserver  = (*Metrics)(nil)
+	_ middleware.Observer      = (*Metrics)(nil)
+	_ middleware.DelayObserver = (*Metrics)(nil)
 )
 
 // New creates the collectors and registers them with reg. It returns the
@@ -100,12 +103,13 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 		handlerDur:  histogram("handler_duration_seconds", "Duration of each handler attempt.", cfg.DurationBuckets, "handler", "topic"),
 		handlerErrs: counter("handler_errors_total", "Handler attempts that returned an error.", "handler", "topic"),
 		retries:     counter("handler_retries_total", "Handler retries started.", "handler", "topic"),
+		delayed:     counter("handler_delayed_retries_total", "Messages handed to a delayed-retry level after their immediate retries.", "handler", "topic", "level"),
 		deadLetters: counter("dead_letters_total", "Messages published to a dead-letter topic.", "handler", "topic", "reason"),
 		duplicates:  counter("inbox_duplicates_total", "Duplicate messages removed by the inbox.", "handler", "topic"),
 		outboxStats: newOutboxCollector(ns, cl, cfg.StatsTimeout),
 	}
 	m.collectorSet = []prometheus.Collector{m.batch, m.published, m.publishErrs, m.confirm, m.parked,
-		m.handlerDur, m.handlerErrs, m.retries, m.deadLetters, m.duplicates, m.outboxStats}
+		m.handlerDur, m.handlerErrs, m.retries, m.delayed, m.deadLetters, m.duplicates, m.outboxStats}
 	for i, c := range m.collectorSet {
 		if err := reg.Register(c); err != nil {
 			for _, done := range m.collectorSet[:i] {
@@ -166,10 +170,15 @@ func (m *Metrics) Duplicate(ctx context.Context) {
 	m.duplicates.WithLabelValues(message.HandlerNameFromCtx(ctx), message.SubscribeTopicFromCtx(ctx)).Inc()
 }
 
+// Delayed implements middleware.DelayObserver.
+func (m *Metrics) Delayed(ctx context.Context, level int) {
+	m.delayed.WithLabelValues(message.HandlerNameFromCtx(ctx), message.SubscribeTopicFromCtx(ctx), strconv.Itoa(level)).Inc()
+}
+
 // outboxCollector reads Outbox.Stats at scrape time.
 type outboxCollector struct {
-	timeout                                  time.Duration
-	pending, failed, published, lag, upDescr *prometheus.Desc
+	timeout                                             time.Duration
+	pending, failed, published, scheduled, lag, upDescr *prometheus.Desc
 
 	mu       sync.Mutex
 	outboxes []*forwarder.Outbox
@@ -184,6 +193,7 @@ func newOutboxCollector(ns string, cl prometheus.Labels, timeout time.Duration) 
 		pending:   desc("pending", "Outbox rows waiting to be relayed."),
 		failed:    desc("failed", "Outbox rows parked as failed."),
 		published: desc("published", "Published outbox rows kept until purged."),
+		scheduled: desc("scheduled", "Outbox rows waiting for their due time (DeliverAt, DeliverAfter); not pending, no lag."),
 		lag:       desc("oldest_pending_age_seconds", "Age of the oldest pending outbox row (the relay lag)."),
 		upDescr:   desc("up", "1 when the outbox stats were read at this scrape, 0 when reading them failed."),
 	}
@@ -201,7 +211,7 @@ func (c *outboxCollector) add(ob *forwarder.Outbox) {
 }
 
 func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.pending, c.failed, c.published, c.lag, c.upDescr} {
+	for _, d := range []*prometheus.Desc{c.pending, c.failed, c.published, c.scheduled, c.lag, c.upDescr} {
 		ch <- d
 	}
 }
@@ -223,6 +233,7 @@ func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(st.Pending), name)
 		ch <- prometheus.MustNewConstMetric(c.failed, prometheus.GaugeValue, float64(st.Failed), name)
 		ch <- prometheus.MustNewConstMetric(c.published, prometheus.GaugeValue, float64(st.Published), name)
+		ch <- prometheus.MustNewConstMetric(c.scheduled, prometheus.GaugeValue, float64(st.Scheduled), name)
 		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, st.OldestPendingAge.Seconds(), name)
 	}
 }

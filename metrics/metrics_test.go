@@ -62,10 +62,7 @@ func (f fixture) outbox(name string, topic cqrs.TopicFunc) *forwarder.Outbox {
 	ob, err := forwarder.NewOutbox(f.db, forwarder.OutboxConfig{Registry: f.reg, Name: name, Topic: topic})
 	require.NoError(f.t, err)
 	require.NoError(f.t, ob.Setup(context.Background()))
-	f.t.Cleanup(func() {
-		_, _ = f.db.Exec(`DROP TABLE IF EXISTS "` + ob.Table() + `"`)
-		_, _ = f.db.Exec(`DROP FUNCTION IF EXISTS "` + ob.Table() + `_notify"()`)
-	})
+	f.t.Cleanup(func() { _ = ob.Drop(context.Background()) })
 	return ob
 }
 
@@ -141,8 +138,9 @@ func TestMetrics_AfterRealTraffic(t *testing.T) {
 	require.NoError(t, err)
 	chain, err := middleware.Default(middleware.DefaultConfig{
 		Publisher: tr.Publisher(), Inbox: inbox, Subscribers: tr.Subscriber, Observer: m,
-		Retry:  middleware.RetryConfig{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond},
-		Logger: slogDiscard(),
+		Retry:        middleware.RetryConfig{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond},
+		DelayedRetry: middleware.DelayedRetryConfig{Levels: []time.Duration{50 * time.Millisecond}},
+		Logger:       slogDiscard(),
 	})
 	require.NoError(t, err)
 	router, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
@@ -150,9 +148,10 @@ func TestMetrics_AfterRealTraffic(t *testing.T) {
 	router.AddMiddleware(chain.Middlewares()...)
 	proc, err := cqrs.NewProcessor(router, tr.Subscriber, cqrs.ProcessorConfig{DeadLetter: tr.Publisher(), Registry: reg, Topic: topic})
 	require.NoError(t, err)
-	okName, flakyName, poisonName := prefix+"_ok", prefix+"_flaky", prefix+"_poison"
+	okName, flakyName, poisonName, delayName := prefix+"_ok", prefix+"_flaky", prefix+"_poison", prefix+"_delay"
 	var mu sync.Mutex
 	seen := map[string]bool{}
+	delayCalls := 0
 	ids := map[string]string{} // Placed.ID → event id
 	require.NoError(t, proc.AddHandlers(
 		cqrs.NewHandler(okName, func(ctx context.Context, e *Placed) error {
@@ -174,6 +173,16 @@ func TestMetrics_AfterRealTraffic(t *testing.T) {
 		cqrs.NewHandler(poisonName, func(context.Context, *Poison) error {
 			return middleware.Permanent(errors.New("cannot handle"))
 		}),
+		// Fails its 5 immediate attempts of event 1, once: one delayed round.
+		cqrs.NewHandler(delayName, func(_ context.Context, e *Placed) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if e.ID == "1" && delayCalls < 5 {
+				delayCalls++
+				return errors.New("down for a while")
+			}
+			return nil
+		}),
 	))
 	run(t, router.Run)
 	<-router.Running()
@@ -188,12 +197,14 @@ func TestMetrics_AfterRealTraffic(t *testing.T) {
 	f.add(relayed, Placed{ID: "1"}, Placed{ID: "2"}, Placed{ID: "3"}, Poison{ID: "p"})
 	f.add(parked, Placed{ID: "x"})
 	f.add(stuck, Placed{ID: "s1"}, Placed{ID: "s2"})
+	f.add(stuck, Placed{ID: "later"}, forwarder.DeliverAfter(time.Hour))
 
 	val := func(c string, labels ...string) float64 { return counterValue(t, promReg, c, labels...) }
 	require.Eventually(t, func() bool {
 		return histCount(t, promReg, "eventkit_handler_duration_seconds", "handler", okName) == 3 &&
 			histCount(t, promReg, "eventkit_handler_duration_seconds", "handler", flakyName) == 6 &&
 			val("eventkit_dead_letters_total", "handler", poisonName) == 1 &&
+			histCount(t, promReg, "eventkit_handler_duration_seconds", "handler", delayName) == 8 &&
 			val("eventkit_relay_parked_total", "outbox", parked.Name()) == 1
 	}, 30*time.Second, 10*time.Millisecond)
 
@@ -225,9 +236,12 @@ func TestMetrics_AfterRealTraffic(t *testing.T) {
 	assert.Equal(t, 1.0, val("eventkit_handler_errors_total", "handler", poisonName))
 	assert.Equal(t, 0.0, val("eventkit_handler_retries_total", "handler", poisonName), "permanent: not retried")
 	assert.Equal(t, 1.0, val("eventkit_dead_letters_total", "handler", poisonName, "topic", poisonTopic, "reason", "permanent"))
+	assert.Equal(t, 1.0, val("eventkit_handler_delayed_retries_total", "handler", delayName, "topic", placedTopic, "level", "1"))
+	assert.Equal(t, 0.0, val("eventkit_handler_delayed_retries_total", "handler", flakyName), "its immediate retries were enough")
 
 	// Outboxes, read at scrape time.
 	assert.Equal(t, 2.0, gaugeValue(t, promReg, "eventkit_outbox_pending", stuck.Name()))
+	assert.Equal(t, 1.0, gaugeValue(t, promReg, "eventkit_outbox_scheduled", stuck.Name()), "the row due in an hour")
 	assert.Greater(t, gaugeValue(t, promReg, "eventkit_outbox_oldest_pending_age_seconds", stuck.Name()), 0.0)
 	assert.Equal(t, 1.0, gaugeValue(t, promReg, "eventkit_outbox_failed", parked.Name()))
 	assert.Equal(t, 0.0, gaugeValue(t, promReg, "eventkit_outbox_pending", parked.Name()))
@@ -235,10 +249,10 @@ func TestMetrics_AfterRealTraffic(t *testing.T) {
 	assert.Equal(t, 0.0, gaugeValue(t, promReg, "eventkit_outbox_oldest_pending_age_seconds", relayed.Name()))
 	assert.Equal(t, 1.0, gaugeValue(t, promReg, "eventkit_outbox_up", relayed.Name()))
 	n, err := testutil.GatherAndCount(promReg, "eventkit_outbox_pending",
-		"eventkit_outbox_failed", "eventkit_outbox_published", "eventkit_outbox_oldest_pending_age_seconds",
+		"eventkit_outbox_failed", "eventkit_outbox_published", "eventkit_outbox_scheduled", "eventkit_outbox_oldest_pending_age_seconds",
 		"eventkit_outbox_up")
 	require.NoError(t, err)
-	assert.Equal(t, 15, n, "5 series per watched outbox, each once")
+	assert.Equal(t, 18, n, "6 series per watched outbox, each once")
 
 	// And over HTTP, as Prometheus scrapes it.
 	srv := httptest.NewServer(promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}))

@@ -57,11 +57,12 @@ func TestBadInputEndsInTheDLQWithAReason(t *testing.T) {
 	inbox, err := middleware.NewMemoryInbox(middleware.InboxConfig{})
 	require.NoError(t, err)
 	chain, err := middleware.Default(middleware.DefaultConfig{
-		Publisher:   tr.Publisher(),
-		Inbox:       inbox,
-		Subscribers: tr.Subscriber,
-		Retry:       middleware.RetryConfig{MaxAttempts: 3, InitialInterval: 5 * time.Millisecond, MaxInterval: 20 * time.Millisecond},
-		Logger:      discard,
+		Publisher:    tr.Publisher(),
+		Inbox:        inbox,
+		Subscribers:  tr.Subscriber,
+		Retry:        middleware.RetryConfig{MaxAttempts: 3, InitialInterval: 5 * time.Millisecond, MaxInterval: 20 * time.Millisecond},
+		DelayedRetry: fastDelays,
+		Logger:       discard,
 	})
 	require.NoError(t, err)
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})

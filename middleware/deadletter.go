@@ -23,13 +23,16 @@ type DeadLetter struct {
 	EventID string
 	// Reason, Error, Attempts, OriginalTopic, Handler, FailedAt and Stack
 	// are the dlq_* metadata.
-	Reason        Reason
-	Error         string
-	Attempts      int
-	OriginalTopic string
-	Handler       string
-	FailedAt      time.Time
-	Stack         string
+	Reason   Reason
+	Error    string
+	Attempts int
+	// DelayedAttempts is how many delayed rounds the message went through
+	// before it was dead-lettered (dlq_delayed_attempts; 0 when none).
+	DelayedAttempts int
+	OriginalTopic   string
+	Handler         string
+	FailedAt        time.Time
+	Stack           string
 	// Replays is how many times the message was replayed before (dlq_replays).
 	Replays int
 	// Envelope is what could be read of the original envelope; for a message
@@ -75,6 +78,13 @@ func DeadLetterFromMessage(msg *message.Message) (DeadLetter, error) {
 		return dl, fmt.Errorf("%w: %s %q is not RFC 3339", ErrNotDeadLetter, KeyFailedAt, md.Get(KeyFailedAt))
 	}
 	dl.FailedAt = t.UTC()
+	if v := md.Get(KeyDeadLetterDelayedAttempts); v != "" {
+		r, err := strconv.Atoi(v)
+		if err != nil || r < 0 {
+			return dl, fmt.Errorf("%w: %s %q is not an integer ≥ 0", ErrNotDeadLetter, KeyDeadLetterDelayedAttempts, v)
+		}
+		dl.DelayedAttempts = r
+	}
 	if v := md.Get(KeyReplays); v != "" {
 		r, err := strconv.Atoi(v)
 		if err != nil || r < 0 {
@@ -85,9 +95,11 @@ func DeadLetterFromMessage(msg *message.Message) (DeadLetter, error) {
 	return dl, nil
 }
 
-// recordKeys are the keys PoisonQueue writes for one failure; a replay
-// strips them (KeyReplays is history and stays).
-var recordKeys = []string{KeyReason, KeyError, KeyAttempts, KeyOriginalTopic, KeyHandler, KeyFailedAt, KeyStack, keyScan}
+// recordKeys are the keys PoisonQueue and DelayedRetry write for one
+// failure; a replay strips them, so the replayed message starts its
+// immediate and delayed retries afresh (KeyReplays is history and stays).
+var recordKeys = []string{KeyReason, KeyError, KeyAttempts, KeyOriginalTopic, KeyHandler, KeyFailedAt, KeyStack, keyScan,
+	KeyDeadLetterDelayedAttempts, KeyDelayedAttempts, KeyDelayedGroup, KeyDelayedError, events.KeyDeliverAt}
 
 // replayMessage returns the message ReplayDLQ publishes to the original
 // topic: the original UUID, payload and metadata, without the dead-letter

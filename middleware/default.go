@@ -34,8 +34,20 @@ type DefaultConfig struct {
 	// DeadLetterTopic is PoisonQueueConfig.Topic. Defaults to
 	// DeadLetterTopic (topic + ".dlq").
 	DeadLetterTopic func(topic string) string
-	// Retry is the retry policy; its zero value is the default policy.
+	// Retry is the policy of the immediate retries, the first stage; its
+	// zero value is the default policy (short: up to 5 attempts within
+	// 10 s, holding the message).
 	Retry RetryConfig
+	// DelayedRetry is the second stage: once the immediate retries are
+	// spent on a retryable error, the message is handed to the transport's
+	// delay and acked, and comes back to the same handler after each level
+	// (default 10 s, 20 s, 30 s), before it is dead-lettered. Its zero value
+	// is the default policy; DelayedRetryConfig.Disabled turns it off.
+	DelayedRetry DelayedRetryConfig
+	// Delayer delays messages for DelayedRetry. Defaults to Publisher,
+	// which every eventkit transport's publisher is (Default fails when it
+	// is not one and DelayedRetry is not disabled).
+	Delayer Delayer
 	// Timeout bounds each attempt. Defaults to TimeoutDefault; -1 disables
 	// it.
 	Timeout time.Duration
@@ -74,6 +86,12 @@ func (c DefaultConfig) withDefaults() DefaultConfig {
 	if c.Retry.Logger == nil {
 		c.Retry.Logger = c.Logger
 	}
+	if c.DelayedRetry.Logger == nil {
+		c.DelayedRetry.Logger = c.Logger
+	}
+	if c.Delayer == nil {
+		c.Delayer, _ = c.Publisher.(Delayer)
+	}
 	if obs := c.Observer; obs != nil {
 		onRetry := c.Retry.OnRetry
 		c.Retry.OnRetry = func(ctx context.Context, attempt int, err error, delay time.Duration) {
@@ -81,6 +99,15 @@ func (c DefaultConfig) withDefaults() DefaultConfig {
 				onRetry(ctx, attempt, err, delay)
 			}
 			obs.Retried(ctx, attempt)
+		}
+		if do, ok := obs.(DelayObserver); ok {
+			onDelay := c.DelayedRetry.OnDelay
+			c.DelayedRetry.OnDelay = func(ctx context.Context, level int, d time.Duration) {
+				if onDelay != nil {
+					onDelay(ctx, level, d)
+				}
+				do.Delayed(ctx, level)
+			}
 		}
 	}
 	return c
@@ -103,10 +130,11 @@ func (c DefaultConfig) validate() error {
 // Chain is the middleware chain of Default, with each part exposed for its
 // counters.
 type Chain struct {
-	Correlation *Correlation
-	PoisonQueue *PoisonQueue
-	Retry       *Retry
-	Deduplicate *Deduplicate
+	Correlation  *Correlation
+	PoisonQueue  *PoisonQueue
+	DelayedRetry *DelayedRetry
+	Retry        *Retry
+	Deduplicate  *Deduplicate
 	// Tracing is nil when DefaultConfig.TracerProvider is not set.
 	Tracing *Tracing
 
@@ -118,20 +146,24 @@ type Chain struct {
 // router.AddMiddleware(chain.Middlewares()...) (or to one handler). The
 // order, outermost first, is
 //
-//	Recover → Correlation → PoisonQueue → Retry → Timeout → Deduplicate → Recover → handler
+//	Recover → Correlation → PoisonQueue → DelayedRetry → Retry → Timeout → Deduplicate → Recover → handler
 //
-// and it matters (watermill#645): PoisonQueue wraps Retry, so a message is
-// dead-lettered only after retries are spent; Timeout sits below Retry, so
+// and it matters (watermill#645): PoisonQueue wraps both retry stages, so a
+// message is dead-lettered only after the immediate retries (Retry) and the
+// delayed rounds (DelayedRetry, which frees the consumer while the message
+// waits) are spent; Timeout sits below Retry, so
 // each attempt has its own deadline; Deduplicate is below both, so each
 // attempt claims the inbox afresh and a failed attempt leaves no key; the
 // inner Recover turns a handler panic into an error that is rolled back,
 // retried and dead-lettered with ReasonPanic; the outer Recover turns a
 // panic in the chain itself into a nack.
 //
-// Default fails, naming the field, when a part's config is invalid, and
-// when the inbox would forget an event before its redeliveries can end:
-// Inbox.Retention() must be at least the retry horizon (Retry.Horizon with
-// Timeout) plus RedeliveryMargin.
+// Default fails, naming the field, when a part's config is invalid, when
+// DelayedRetry is on and there is no Delayer (or the transport brings back
+// fewer levels), and when the inbox would forget an event before its
+// redeliveries can end: Inbox.Retention() must be at least the retry
+// horizon (the immediate retries' Retry.Horizon with Timeout in each of the
+// 1 + len(Levels) rounds, plus the delays) plus RedeliveryMargin.
 func Default(cfg DefaultConfig) (*Chain, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -166,19 +198,30 @@ func Default(cfg DefaultConfig) (*Chain, error) {
 	if err != nil {
 		return nil, err
 	}
+	delayed, err := NewDelayedRetry(cfg.Delayer, cfg.DelayedRetry)
+	if err != nil {
+		if cfg.Delayer == nil && !cfg.DelayedRetry.Disabled {
+			return nil, fmt.Errorf("middleware: DefaultConfig.Publisher %T cannot delay messages for DelayedRetry: use an eventkit transport's publisher, set DefaultConfig.Delayer, or set DelayedRetry.Disabled", cfg.Publisher)
+		}
+		return nil, err
+	}
 	dedup, err := NewDeduplicate(cfg.Inbox, dedupCfg)
 	if err != nil {
 		return nil, err
 	}
 	timeout := max(cfg.Timeout, 0)
 	margin := max(cfg.RedeliveryMargin, 0)
-	horizon := retry.Horizon(timeout)
+	rounds := 1
+	if !delayed.Config().Disabled {
+		rounds += len(delayed.Config().Levels)
+	}
+	horizon := time.Duration(rounds)*retry.Horizon(timeout) + delayed.Horizon()
 	if need := horizon + margin; cfg.Inbox.Retention() < need {
 		return nil, fmt.Errorf("middleware: inbox retention %s is shorter than the retry horizon %s plus DefaultConfig.RedeliveryMargin %s: "+
 			"a redelivered event could be handled twice; raise InboxConfig.Retention to at least %s or shorten the retry policy",
 			cfg.Inbox.Retention(), horizon, margin, need)
 	}
-	return &Chain{Correlation: corr, PoisonQueue: pq, Retry: retry, Deduplicate: dedup, Tracing: tr,
+	return &Chain{Correlation: corr, PoisonQueue: pq, DelayedRetry: delayed, Retry: retry, Deduplicate: dedup, Tracing: tr,
 		timeout: timeout, observer: cfg.Observer}, nil
 }
 
@@ -189,7 +232,7 @@ func Default(cfg DefaultConfig) (*Chain, error) {
 // Recover; with DefaultConfig.Observer, Measure comes right before the inner
 // Recover.
 func (c *Chain) Middlewares() []message.HandlerMiddleware {
-	mws := make([]message.HandlerMiddleware, 0, 9)
+	mws := make([]message.HandlerMiddleware, 0, 10)
 	mws = append(mws, Recover)
 	if c.Tracing != nil {
 		mws = append(mws, c.Tracing.Middleware)
@@ -197,6 +240,7 @@ func (c *Chain) Middlewares() []message.HandlerMiddleware {
 	mws = append(mws,
 		c.Correlation.Middleware,
 		c.PoisonQueue.Middleware,
+		c.DelayedRetry.Middleware,
 		c.Retry.Middleware,
 		Timeout(c.timeout),
 		c.Deduplicate.Middleware,

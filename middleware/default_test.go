@@ -24,12 +24,13 @@ func memoryInbox(t testing.TB, retention time.Duration) *middleware.MemoryInbox 
 func testChain(t testing.TB, pub message.Publisher, inbox middleware.InboxStore, inTx bool) *middleware.Chain {
 	t.Helper()
 	chain, err := middleware.Default(middleware.DefaultConfig{
-		Publisher: pub,
-		Inbox:     inbox,
-		InTx:      inTx,
-		Retry:     middleware.RetryConfig{MaxAttempts: 3, InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond},
-		Timeout:   5 * time.Second,
-		Logger:    discard,
+		Publisher:    pub,
+		Inbox:        inbox,
+		InTx:         inTx,
+		Retry:        middleware.RetryConfig{MaxAttempts: 3, InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond},
+		DelayedRetry: fastDelays,
+		Timeout:      5 * time.Second,
+		Logger:       discard,
 	})
 	require.NoError(t, err)
 	return chain
@@ -37,7 +38,7 @@ func testChain(t testing.TB, pub message.Publisher, inbox middleware.InboxStore,
 
 func TestDefaultValidation(t *testing.T) {
 	t.Parallel()
-	pub := &failingPublisher{}
+	pub := newMemory(t).Publisher()
 	inbox := memoryInbox(t, 0)
 	for _, tc := range []struct {
 		cfg  middleware.DefaultConfig
@@ -49,6 +50,12 @@ func TestDefaultValidation(t *testing.T) {
 		{middleware.DefaultConfig{Publisher: pub, Inbox: inbox, RedeliveryMargin: -2}, "RedeliveryMargin"},
 		{middleware.DefaultConfig{Publisher: pub, Inbox: inbox, Retry: middleware.RetryConfig{Multiplier: 0.1}}, "Multiplier"},
 		{middleware.DefaultConfig{Publisher: pub, Inbox: inbox, InTx: true}, "InTx"},
+		{middleware.DefaultConfig{Publisher: &failingPublisher{}, Inbox: inbox}, "cannot delay messages"},
+		{middleware.DefaultConfig{Publisher: pub, Inbox: inbox, DelayedRetry: middleware.DelayedRetryConfig{Levels: []time.Duration{}}}, "Levels is empty"},
+		{middleware.DefaultConfig{Publisher: pub, Inbox: inbox, DelayedRetry: middleware.DelayedRetryConfig{Levels: []time.Duration{-time.Second}}}, "must be positive"},
+		{middleware.DefaultConfig{Publisher: pub, Inbox: inbox, DelayedRetry: middleware.DelayedRetryConfig{Levels: []time.Duration{48 * time.Hour}}}, "longer than MaxDelay"},
+		{middleware.DefaultConfig{Publisher: pub, Inbox: inbox, DelayedRetry: middleware.DelayedRetryConfig{
+			Levels: []time.Duration{20 * time.Second, 10 * time.Second}}}, "Levels must increase"},
 		// An inbox that forgets after 10 minutes, against a one-hour margin.
 		{middleware.DefaultConfig{Publisher: pub, Inbox: memoryInbox(t, 10*time.Minute)}, "inbox retention 10m0s is shorter than the retry horizon"},
 		// The retry policy alone outlasts the inbox.
@@ -58,9 +65,16 @@ func TestDefaultValidation(t *testing.T) {
 		_, err := middleware.Default(tc.cfg)
 		require.ErrorContains(t, err, tc.want)
 	}
-	chain, err := middleware.Default(middleware.DefaultConfig{Publisher: pub, Inbox: memoryInbox(t, 2*time.Minute), RedeliveryMargin: -1, Timeout: -1})
+	// Four rounds of immediate retries (under 2 s each) and a
+	// minute of delays.
+	chain, err := middleware.Default(middleware.DefaultConfig{Publisher: pub, Inbox: memoryInbox(t, 70*time.Second), RedeliveryMargin: -1, Timeout: -1})
 	require.NoError(t, err, "a retention just over the horizon is accepted")
-	require.Len(t, chain.Middlewares(), 7)
+	require.Len(t, chain.Middlewares(), 8)
+	_, err = middleware.Default(middleware.DefaultConfig{Publisher: pub, Inbox: memoryInbox(t, 65*time.Second), RedeliveryMargin: -1, Timeout: -1})
+	require.ErrorContains(t, err, "shorter than the retry horizon", "the delayed rounds count")
+	chain, err = middleware.Default(middleware.DefaultConfig{Publisher: &failingPublisher{}, Inbox: inbox, DelayedRetry: middleware.DelayedRetryConfig{Disabled: true}})
+	require.NoError(t, err, "a publisher that cannot delay is fine with delayed retries off")
+	require.Len(t, chain.Middlewares(), 8)
 }
 
 // TestDefaultChain runs the whole chain with typed handlers on the memory
@@ -101,7 +115,8 @@ func TestDefaultChain(t *testing.T) {
 	require.NoError(t, tr.Publisher().Publish("orders.order_placed", flaky, flaky.Copy(), doomed, panics, ok, ok.Copy(), ok.Copy()))
 
 	got := dlq.wait(t, 2)
-	requireDeadLetter(t, doomed, got[0], "orders.order_placed", "inventory.reserve", middleware.ReasonRetriesExhausted, 3)
+	d := requireDeadLetter(t, doomed, got[0], "orders.order_placed", "inventory.reserve", middleware.ReasonRetriesExhausted, 3)
+	require.Equal(t, 1, d.DelayedAttempts, "its delayed round is in the dead letter")
 	p := requireDeadLetter(t, panics, got[1], "orders.order_placed", "inventory.reserve", middleware.ReasonPanic, 3)
 	require.Contains(t, p.Error, "assignment to entry in nil map")
 	require.Eventually(t, func() bool { return chain.Duplicates() == 3 }, 10*time.Second, 5*time.Millisecond)
@@ -110,7 +125,7 @@ func TestDefaultChain(t *testing.T) {
 	require.Equal(t, 3, runs["flaky"], "failed twice, succeeded once; the duplicate did not run")
 	require.Equal(t, []int{1, 2, 3}, attempts)
 	require.Equal(t, 1, runs["ok"])
-	require.Equal(t, 3, runs["doomed"])
+	require.Equal(t, 6, runs["doomed"], "three immediate attempts, then the same after its delayed round")
 	require.Equal(t, 2, inbox.Len(), "flaky and ok recorded, once each; failures never")
 	require.Equal(t, int64(2), chain.DeadLettered())
 }

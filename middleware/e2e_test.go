@@ -182,8 +182,10 @@ func runEndToEnd(t *testing.T, b *broker) {
 		InTx:        true,
 		Subscribers: b.subs,
 		Retry:       middleware.RetryConfig{MaxAttempts: 3, InitialInterval: 5 * time.Millisecond, MaxInterval: 20 * time.Millisecond},
-		Timeout:     20 * time.Second,
-		Logger:      discard,
+		// Stock watermill-amqp and watermill-kafka publishers cannot delay.
+		DelayedRetry: middleware.DelayedRetryConfig{Disabled: true},
+		Timeout:      20 * time.Second,
+		Logger:       discard,
 	})
 	require.NoError(t, err)
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})

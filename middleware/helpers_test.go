@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/b2131a45/eventkit/events"
+	"github.com/b2131a45/eventkit/middleware"
 	"github.com/b2131a45/eventkit/transports/memory"
 )
 
@@ -155,3 +156,7 @@ func counter() (func() int, func()) {
 	n := 0
 	return func() int { mu.Lock(); defer mu.Unlock(); return n }, func() { mu.Lock(); n++; mu.Unlock() }
 }
+
+// fastDelays is one delayed round of 10ms, for tests whose handlers keep
+// failing: the default rounds take a minute.
+var fastDelays = middleware.DelayedRetryConfig{Levels: []time.Duration{10 * time.Millisecond}}

@@ -59,7 +59,8 @@ func TestGroupCommitConfig(t *testing.T) {
 	require.NoError(t, err)
 	_, err = middleware.NewDeduplicate(s, middleware.DeduplicateConfig{InTx: true})
 	require.ErrorContains(t, err, "InboxConfig.GroupCommit")
-	_, err = middleware.Default(middleware.DefaultConfig{Publisher: &failingPublisher{}, Inbox: s, InTx: true})
+	_, err = middleware.Default(middleware.DefaultConfig{Publisher: &failingPublisher{}, Inbox: s, InTx: true,
+		DelayedRetry: middleware.DelayedRetryConfig{Disabled: true}})
 	require.ErrorContains(t, err, "InboxConfig.GroupCommit")
 	_, err = middleware.NewDeduplicate(s, middleware.DeduplicateConfig{})
 	require.NoError(t, err)

@@ -215,7 +215,8 @@ type initState struct {
 // an error, it publishes a copy of the message to the dead-letter topic and
 // acks the original. The copy keeps the UUID (the event id), the payload and
 // every metadata key (the envelope), and adds dlq_reason, dlq_error,
-// dlq_attempts, dlq_original_topic, dlq_handler, dlq_failed_at (and
+// dlq_attempts, dlq_delayed_attempts (the delayed rounds of DelayedRetry,
+// 0 without), dlq_original_topic, dlq_handler, dlq_failed_at (and
 // dlq_stack for a panic). Original topic and handler come from
 // message.SubscribeTopicFromCtx and message.HandlerNameFromCtx.
 //
@@ -289,6 +290,9 @@ func (p *PoisonQueue) deadLetter(ctx context.Context, msg *message.Message, err 
 	dl.Metadata[KeyReason] = string(reason)
 	dl.Metadata[KeyError] = truncate(err.Error(), MaxErrorBytes)
 	dl.Metadata[KeyAttempts] = strconv.Itoa(attempts)
+	delayed, _ := DelayedAttemptsOf(msg)
+	dl.Metadata[KeyDeadLetterDelayedAttempts] = strconv.Itoa(delayed)
+	delete(dl.Metadata, events.KeyDeliverAt)
 	dl.Metadata[KeyOriginalTopic] = topic
 	dl.Metadata[KeyHandler] = message.HandlerNameFromCtx(ctx)
 	dl.Metadata[KeyFailedAt] = time.Now().UTC().Format(time.RFC3339Nano)

@@ -21,10 +21,10 @@ import (
 const (
 	RetryMaxAttemptsDefault     = 5
 	RetryInitialIntervalDefault = 100 * time.Millisecond
-	RetryMaxIntervalDefault     = 10 * time.Second
+	RetryMaxIntervalDefault     = time.Second
 	RetryMultiplierDefault      = 2.0
 	RetryJitterDefault          = 0.2
-	RetryMaxElapsedDefault      = time.Minute
+	RetryMaxElapsedDefault      = 10 * time.Second
 )
 
 // RetryConfig configures Retry. The zero value of every field is its
@@ -143,11 +143,13 @@ type Retry struct {
 	retries atomic.Int64
 }
 
-// NewRetry returns the Retry middleware. Each attempt runs with the original
-// message context plus the attempt number (AttemptFromContext), so a Timeout
-// below Retry gives every attempt a fresh deadline. Between attempts Retry
-// sleeps the backoff delay holding the message (the stream waits: retries
-// are in-process). It stops and returns:
+// NewRetry returns the Retry middleware: immediate retries, the first stage
+// of recoverability. Each attempt runs with the original message context
+// plus the attempt number (AttemptFromContext), so a Timeout below Retry
+// gives every attempt a fresh deadline. Between attempts Retry sleeps the
+// backoff delay holding the message (the stream waits: retries are
+// in-process), which is why its default policy is short; longer waits are
+// DelayedRetry's, which frees the consumer. It stops and returns:
 //
 //   - the produced messages on success;
 //   - a *RetryError when the error is not retryable (Exhausted false) or

@@ -63,7 +63,8 @@ func TestDefault_TracingAndObserver(t *testing.T) {
 	obs := &observed{handlers: map[string]bool{}}
 	chain, err := middleware.Default(middleware.DefaultConfig{
 		Publisher: tr.Publisher(), Inbox: inbox, TracerProvider: tp, MessagingSystem: "memory", Observer: obs,
-		Retry: middleware.RetryConfig{MaxAttempts: 3, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond},
+		Retry:        middleware.RetryConfig{MaxAttempts: 3, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond},
+		DelayedRetry: fastDelays,
 	})
 	require.NoError(t, err)
 	require.NotNil(t, chain.Tracing)
@@ -106,7 +107,7 @@ func TestDefault_TracingAndObserver(t *testing.T) {
 				process = append(process, s)
 			}
 		}
-		return len(process) == 3
+		return len(process) == 4
 	}, 10*time.Second, 5*time.Millisecond)
 
 	var goodSpans, poisonSpans []sdktrace.ReadOnlySpan
@@ -126,13 +127,28 @@ func TestDefault_TracingAndObserver(t *testing.T) {
 	sc, _ := spans.Load("good")
 	assert.Equal(t, producer.SpanContext().TraceID(), sc.(trace.SpanContext).TraceID(), "the handler runs in the trace")
 
-	require.Len(t, poisonSpans, 1)
-	p := poisonSpans[0]
-	assert.False(t, p.Parent().IsValid(), "no trace context in its metadata: a new trace")
-	assert.Equal(t, codes.Error, p.Status().Code)
-	assert.Equal(t, "dead-lettered: retries_exhausted", p.Status().Description)
+	// The poison event: its first delivery starts a trace (no trace context
+	// in its metadata) and ends in a delayed retry; the delayed delivery
+	// continues that trace, as a child, and is dead-lettered.
+	require.Len(t, poisonSpans, 2)
+	first, last := poisonSpans[0], poisonSpans[1]
+	if first.Parent().IsValid() {
+		first, last = last, first
+	}
+	assert.False(t, first.Parent().IsValid(), "no trace context in its metadata: a new trace")
+	assert.Equal(t, first.SpanContext().TraceID(), last.Parent().TraceID(), "one trace across the delay")
+	assert.Equal(t, first.SpanContext().SpanID(), last.Parent().SpanID())
+	delayedEvents := 0
+	for _, ev := range first.Events() {
+		if ev.Name == "delayed retry" {
+			delayedEvents++
+		}
+	}
+	assert.Equal(t, 1, delayedEvents)
+	assert.Equal(t, codes.Error, last.Status().Code)
+	assert.Equal(t, "dead-lettered: retries_exhausted", last.Status().Description)
 	retries := 0
-	for _, ev := range p.Events() {
+	for _, ev := range last.Events() {
 		if ev.Name == "retry" {
 			retries++
 		}
@@ -141,9 +157,9 @@ func TestDefault_TracingAndObserver(t *testing.T) {
 
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
-	assert.Equal(t, 4, obs.handled, "good once, poison three times; the duplicate never reaches the handler")
-	assert.Equal(t, 3, obs.failed)
-	assert.Equal(t, 2, obs.retried)
+	assert.Equal(t, 7, obs.handled, "good once, poison three times in each of its two rounds; the duplicate never reaches the handler")
+	assert.Equal(t, 6, obs.failed)
+	assert.Equal(t, 4, obs.retried)
 	assert.Equal(t, []middleware.Reason{middleware.ReasonRetriesExhausted}, obs.reasons)
 	assert.Equal(t, 1, obs.dups)
 	assert.Equal(t, map[string]bool{"tracing@" + topic: true}, obs.handlers)

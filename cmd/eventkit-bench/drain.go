@@ -74,6 +74,7 @@ func (b *bench) drop(name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, q := range []string{
+		`DROP TABLE IF EXISTS "watermill_` + name + `_scheduled"`,
 		`DROP TABLE IF EXISTS "watermill_` + name + `"`,
 		`DROP TABLE IF EXISTS "watermill_offsets_` + name + `"`,
 		`DROP FUNCTION IF EXISTS "watermill_` + name + `_notify"()`,

@@ -31,6 +31,7 @@ Usage:
   eventkit outbox stats    --db URL [--outbox NAME] [--json]
   eventkit outbox pending  --db URL [--outbox NAME] [--limit N] [--json]
   eventkit outbox failed   --db URL [--outbox NAME] [--limit N] [--json]
+  eventkit outbox scheduled --db URL [--outbox NAME] [--limit N] [--json]
   eventkit outbox requeue  --db URL [--outbox NAME] EVENT_ID...
   eventkit outbox purge    --db URL [--outbox NAME] --older-than DURATION [--json]
   eventkit outbox adopt    --db URL [--outbox NAME] [--forwarder-group G] [--json]
@@ -92,15 +93,16 @@ func dispatch(ctx context.Context, args []string, out io.Writer) error {
 }
 
 var commands = map[string]func(context.Context, []string, io.Writer) error{
-	"outbox stats":    outboxStats,
-	"outbox pending":  outboxPending,
-	"outbox failed":   outboxFailed,
-	"outbox requeue":  outboxRequeue,
-	"outbox purge":    outboxPurge,
-	"outbox adopt":    outboxAdopt,
-	"outbox handover": outboxHandOver,
-	"dlq list":        dlqList,
-	"dlq replay":      dlqReplay,
+	"outbox stats":     outboxStats,
+	"outbox pending":   outboxPending,
+	"outbox failed":    outboxFailed,
+	"outbox scheduled": outboxScheduled,
+	"outbox requeue":   outboxRequeue,
+	"outbox purge":     outboxPurge,
+	"outbox adopt":     outboxAdopt,
+	"outbox handover":  outboxHandOver,
+	"dlq list":         dlqList,
+	"dlq replay":       dlqReplay,
 }
 
 // flags returns a flag set whose errors are usage errors.

@@ -195,6 +195,28 @@ func TestOutboxCommandsOnPostgres(t *testing.T) {
 	code, out, errOut = eventkit(t, "outbox", "purge", "--db", url, "--outbox", name, "--older-than", "1h", "--json")
 	require.Equal(t, exitOK, code, errOut)
 	assert.JSONEq(t, `{"purged":0}`, out)
+
+	// A row scheduled for tomorrow: scheduled, not pending, and listed.
+	tx, err = db.Begin()
+	require.NoError(t, err)
+	due := time.Now().Add(24 * time.Hour)
+	require.NoError(t, ob.Add(context.Background(), tx, event{N: 3}, forwarder.DeliverAt(due)))
+	require.NoError(t, tx.Commit())
+	code, out, errOut = eventkit(t, "outbox", "stats", "--db", url, "--outbox", name, "--json")
+	require.Equal(t, exitOK, code, errOut)
+	stats = nil
+	require.NoError(t, json.Unmarshal([]byte(out), &stats))
+	assert.EqualValues(t, 1, stats["scheduled"])
+	assert.EqualValues(t, 0, stats["pending"])
+	assert.EqualValues(t, 0, stats["oldest_pending_age_seconds"], "a row due tomorrow is no lag")
+	assert.Equal(t, due.UTC().Format(time.RFC3339), stats["next_due_at"])
+	code, out, errOut = eventkit(t, "outbox", "scheduled", "--db", url, "--outbox", name)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "cli.event")
+	assert.Contains(t, out, due.UTC().Format(time.RFC3339))
+	code, out, _ = eventkit(t, "outbox", "stats", "--db", url, "--outbox", name)
+	require.Equal(t, exitOK, code)
+	assert.Contains(t, out, "SCHEDULED")
 }
 
 // The move from a stock Watermill forwarder: it drained 3 events and was
@@ -256,7 +278,8 @@ func TestOutboxAdoptOnPostgres(t *testing.T) {
 // function) and the other (quoted) tables when the test ends.
 func dropOutbox(t *testing.T, db *sql.DB, outbox string, tables ...string) {
 	t.Cleanup(func() {
-		stmts := []string{`DROP TABLE IF EXISTS "watermill_` + outbox + `"`, `DROP FUNCTION IF EXISTS "watermill_` + outbox + `_notify"()`}
+		stmts := []string{`DROP TABLE IF EXISTS "watermill_` + outbox + `_scheduled"`, `DROP TABLE IF EXISTS "watermill_` + outbox + `"`,
+			`DROP FUNCTION IF EXISTS "watermill_` + outbox + `_notify"()`}
 		for _, tbl := range tables {
 			stmts = append(stmts, `DROP TABLE IF EXISTS `+tbl)
 		}
@@ -348,6 +371,10 @@ func TestDLQCommandsOnRabbitMQ(t *testing.T) {
 	assert.Equal(t, msg.UUID, dead[0]["event_id"])
 	assert.Equal(t, "permanent", dead[0]["reason"])
 	assert.Equal(t, handler, dead[0]["handler"])
+	assert.EqualValues(t, 0, dead[0]["delayed_attempts"], "a permanent error skips the delayed rounds")
+	code, out, errOut = eventkit(t, "dlq", "list", "--transport", url, "--topic", dlq, "--idle", "500ms")
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "DELAYED")
 
 	code, out, errOut = eventkit(t, "dlq", "replay", "--transport", url, "--topic", dlq, "--handler", handler, "--idle", "500ms")
 	require.Equal(t, exitOK, code, errOut)

@@ -84,17 +84,17 @@ func dlqList(ctx context.Context, args []string, out io.Writer) error {
 		rows := make([]map[string]any, len(dead))
 		for i, x := range dead {
 			rows[i] = map[string]any{"event_id": x.EventID, "name": x.Envelope.Name, "handler": x.Handler,
-				"reason": x.Reason, "error": x.Error, "attempts": x.Attempts, "original_topic": x.OriginalTopic,
+				"reason": x.Reason, "error": x.Error, "attempts": x.Attempts, "delayed_attempts": x.DelayedAttempts, "original_topic": x.OriginalTopic,
 				"failed_at": x.FailedAt.UTC().Format(time.RFC3339Nano), "replays": x.Replays,
 				"correlation_id": x.Envelope.CorrelationID}
 		}
 		return json.NewEncoder(out).Encode(rows)
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "EVENT ID\tNAME\tHANDLER\tREASON\tATTEMPTS\tFAILED AT\tERROR")
+	fmt.Fprintln(tw, "EVENT ID\tNAME\tHANDLER\tREASON\tATTEMPTS\tDELAYED\tFAILED AT\tERROR")
 	for _, x := range dead {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", x.EventID, x.Envelope.Name, x.Handler, x.Reason,
-			x.Attempts, x.FailedAt.UTC().Format(time.RFC3339), oneLine(x.Error))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", x.EventID, x.Envelope.Name, x.Handler, x.Reason,
+			x.Attempts, x.DelayedAttempts, x.FailedAt.UTC().Format(time.RFC3339), oneLine(x.Error))
 	}
 	return tw.Flush()
 }

@@ -114,15 +114,58 @@ func outboxStats(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	next := ""
+	if !s.NextDueAt.IsZero() {
+		next = s.NextDueAt.UTC().Format(time.RFC3339)
+	}
 	if f.json {
 		return json.NewEncoder(out).Encode(map[string]any{
 			"outbox": ob.Name(), "pending": s.Pending, "failed": s.Failed, "published": s.Published,
+			"scheduled": s.Scheduled, "next_due_at": next,
 			"oldest_pending_age_seconds": s.OldestPendingAge.Seconds(),
 		})
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "OUTBOX\tPENDING\tFAILED\tPUBLISHED\tLAG")
-	fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", ob.Name(), s.Pending, s.Failed, s.Published, s.OldestPendingAge.Round(time.Millisecond))
+	fmt.Fprintln(tw, "OUTBOX\tPENDING\tFAILED\tPUBLISHED\tSCHEDULED\tNEXT DUE\tLAG")
+	if next == "" {
+		next = "-"
+	}
+	fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\n", ob.Name(), s.Pending, s.Failed, s.Published, s.Scheduled, next,
+		s.OldestPendingAge.Round(time.Millisecond))
+	return tw.Flush()
+}
+
+// outboxScheduled lists the rows that wait for their due time.
+func outboxScheduled(ctx context.Context, args []string, out io.Writer) error {
+	var f outboxFlags
+	fs := flags("outbox scheduled")
+	f.register(fs, true)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	ob, db, err := f.open()
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	recs, err := ob.Scheduled(ctx, f.limit)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		rows := make([]map[string]any, len(recs))
+		for i, r := range recs {
+			rows[i] = map[string]any{"event_id": r.EventID, "name": r.Name, "topic": r.Topic,
+				"due_at": r.DueAt.UTC().Format(time.RFC3339Nano), "created_at": r.CreatedAt.UTC().Format(time.RFC3339Nano)}
+		}
+		return json.NewEncoder(out).Encode(rows)
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "EVENT ID\tNAME\tTOPIC\tDUE\tIN\tCREATED")
+	for _, r := range recs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.EventID, r.Name, r.Topic, r.DueAt.UTC().Format(time.RFC3339),
+			time.Until(r.DueAt).Round(time.Second), r.CreatedAt.UTC().Format(time.RFC3339))
+	}
 	return tw.Flush()
 }
 

@@ -6,8 +6,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -53,6 +55,26 @@ func Unavailable(t testing.TB, service string, err error) {
 		t.Fatalf("%s is unavailable under CI: %v", service, err)
 	}
 	t.Skipf("%s is unavailable (set CI=true to make this a failure): %v", service, err)
+}
+
+// LockFaultNode holds, until t ends, a lock that the tests stopping the
+// fault node (AMQPFaultURL) take, across test processes: go test runs
+// packages in parallel, and two tests stopping and starting one node at
+// once would break each other's outage.
+func LockFaultNode(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "eventkit-fault-node.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatalf("open the fault node's lock: %v", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		_ = f.Close()
+		t.Fatalf("lock the fault node: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		_ = f.Close()
+	})
 }
 
 var unsafe = regexp.MustCompile(`[^a-z0-9]+`)

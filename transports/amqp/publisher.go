@@ -55,7 +55,7 @@ type Publisher struct {
 	once    sync.Once
 
 	mu       sync.Mutex
-	declared map[string]*amqp.Connection // exchanges declared, per connection
+	declared map[string]*amqp.Connection // exchanges and queues declared (target.key), per connection
 }
 
 // NewPublisher validates cfg and connects; the connection is lost and
@@ -92,7 +92,6 @@ func NewPublisher(ctx context.Context, cfg Config) (*Publisher, error) {
 // reached and ErrClosed after Close. The context of the first message
 // bounds the call, together with Config.ConfirmTimeout.
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
-	var cc *confirmChannel
 	select {
 	case <-p.closing:
 		return ErrClosed
@@ -101,26 +100,53 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	if err := errs.CheckName("amqp: topic", topic); err != nil {
 		return &PublishError{Topic: topic, UUIDs: uuids(msgs), Err: err}
 	}
-	select {
-	case cc = <-p.slots:
-	case <-p.closing:
-		return ErrClosed
+	cc, err := p.acquire()
+	if err != nil {
+		return err
 	}
-	select {
-	case <-p.closing: // Close began while this call waited for a slot.
-		p.slots <- cc
-		return ErrClosed
-	default:
-	}
-	err := p.publish(&cc, topic, msgs)
+	err = p.publish(&cc, exchangeTarget(topic), msgs)
 	p.slots <- cc
 	return p.secrets.Error(err)
 }
 
-func (p *Publisher) publish(slot **confirmChannel, topic string, msgs []*message.Message) error {
+// target is where a Publish call sends: a topic's exchange, or (Delay) a
+// delay queue through the default exchange.
+type target struct {
+	topic      string // for errors
+	exchange   string
+	routingKey string
+	// key names what declare declares, once per connection.
+	key     string
+	declare func(ch *amqp.Channel) error
+}
+
+func exchangeTarget(topic string) target {
+	return target{topic: topic, exchange: topic, key: "exchange " + topic,
+		declare: func(ch *amqp.Channel) error { return declareExchange(ch, topic) }}
+}
+
+// acquire takes a publish slot, or returns ErrClosed.
+func (p *Publisher) acquire() (*confirmChannel, error) {
+	var cc *confirmChannel
+	select {
+	case cc = <-p.slots:
+	case <-p.closing:
+		return nil, ErrClosed
+	}
+	select {
+	case <-p.closing: // Close began while this call waited for a slot.
+		p.slots <- cc
+		return nil, ErrClosed
+	default:
+	}
+	return cc, nil
+}
+
+func (p *Publisher) publish(slot **confirmChannel, to target, msgs []*message.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
+	topic := to.topic
 	ctx, cancel := context.WithTimeout(msgs[0].Context(), p.cfg.ConfirmTimeout)
 	defer cancel()
 
@@ -128,7 +154,7 @@ func (p *Publisher) publish(slot **confirmChannel, topic string, msgs []*message
 	if err != nil {
 		return &PublishError{Topic: topic, UUIDs: uuids(msgs), Err: err}
 	}
-	if err := p.declare(cc, topic); err != nil {
+	if err := p.declare(cc, to); err != nil {
 		p.discard(slot)
 		return &PublishError{Topic: topic, UUIDs: uuids(msgs), Err: err}
 	}
@@ -140,7 +166,7 @@ func (p *Publisher) publish(slot **confirmChannel, topic string, msgs []*message
 	mandatory := p.cfg.Unroutable == UnroutableError
 	confirms := make([]*amqp.DeferredConfirmation, len(msgs))
 	for i := range msgs {
-		confirms[i], err = cc.ch.PublishWithDeferredConfirmWithContext(ctx, topic, "", mandatory, false, pubs[i])
+		confirms[i], err = cc.ch.PublishWithDeferredConfirmWithContext(ctx, to.exchange, to.routingKey, mandatory, false, pubs[i])
 		if err != nil {
 			p.discard(slot)
 			return &PublishError{Topic: topic, UUIDs: uuids(msgs), Err: fmt.Errorf("%w: %w", ErrNotConfirmed, err)}
@@ -228,19 +254,19 @@ func (p *Publisher) discard(slot **confirmChannel) {
 	}
 }
 
-// declare declares the topic's exchange once per connection.
-func (p *Publisher) declare(cc *confirmChannel, topic string) error {
+// declare declares the target's exchange or queue once per connection.
+func (p *Publisher) declare(cc *confirmChannel, to target) error {
 	p.mu.Lock()
-	done := p.declared[topic] == cc.conn
+	done := p.declared[to.key] == cc.conn
 	p.mu.Unlock()
 	if done {
 		return nil
 	}
-	if err := declareExchange(cc.ch, topic); err != nil {
+	if err := to.declare(cc.ch); err != nil {
 		return err
 	}
 	p.mu.Lock()
-	p.declared[topic] = cc.conn
+	p.declared[to.key] = cc.conn
 	p.mu.Unlock()
 	return nil
 }

@@ -86,6 +86,14 @@ type Config struct {
 	// (murmur2_random) use too.
 	Partitioner Partitioner
 
+	// DelayLevels is how many retry topics per consumer group each
+	// subscription consumes besides its topic (RetryTopicName, levels 1 to
+	// DelayLevels), creating them when missing: the delayed rounds of
+	// middleware.DelayedRetry come back through them, so it must be at
+	// least the number of delay levels of the chain (middleware.Default
+	// checks). -1 turns them off. Defaults to DelayLevelsDefault.
+	DelayLevels int
+
 	// OnProduce, if set, is called with each message and the record
 	// eventkit made of it, before it is sent: set headers, the key or the
 	// partition of your own. An error fails the Publish call for good
@@ -134,6 +142,12 @@ func (c Config) withDefaults() Config {
 	if c.Partitioner == "" {
 		c.Partitioner = PartitionerMurmur2
 	}
+	switch c.DelayLevels {
+	case 0:
+		c.DelayLevels = DelayLevelsDefault
+	case -1:
+		c.DelayLevels = 0
+	}
 	return c
 }
 
@@ -175,6 +189,9 @@ func (c Config) validate() error {
 	}
 	if _, err := c.Partitioner.constructor(); err != nil {
 		return fmt.Errorf("kafka: Config.Partitioner: %w", err)
+	}
+	if c.DelayLevels < -1 || c.DelayLevels > 100 {
+		return fmt.Errorf("kafka: Config.DelayLevels must be between 1 and 100, or -1 for none, got %d", c.DelayLevels)
 	}
 	if c.Partitions < -1 || c.ReplicationFactor < -1 {
 		return fmt.Errorf("kafka: Config.Partitions and Config.ReplicationFactor must be positive, or -1 for the broker's default")

@@ -24,6 +24,7 @@ import (
 // topics included, from rebalancing.
 type handler struct {
 	ctx        context.Context // the subscription's
+	topic      string          // the subscription's own; the others are its retry topics
 	group      sarama.ConsumerGroup
 	out        chan<- *message.Message
 	nackResend time.Duration
@@ -44,9 +45,13 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	// Sarama closes the claim's channel when the session ends.
 	defer func() { <-filled }()
 
+	retry := claim.Topic() != h.topic
 	for {
 		km, ok := b.next(sess.Context())
 		if !ok {
+			return nil
+		}
+		if retry && !b.holdUntil(sess.Context(), dueAt(km)) {
 			return nil
 		}
 		if !h.deliver(sess, km) {
@@ -198,6 +203,37 @@ func (b *backlog) next(ctx context.Context) (*sarama.ConsumerMessage, bool) {
 			return nil, false
 		}
 	}
+}
+
+// holdUntil keeps the partition paused until due (a delayed message at the
+// head of a retry topic that is not due yet), without polling: fetching
+// stops, the rest of the group goes on. It returns false when ctx ends
+// first.
+func (b *backlog) holdUntil(ctx context.Context, due time.Time) bool {
+	wait := time.Until(due)
+	if wait <= 0 {
+		return true
+	}
+	b.mu.Lock()
+	if !b.paused {
+		b.paused = true
+		b.group.Pause(b.partition)
+	}
+	b.mu.Unlock()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return false
+	}
+	b.mu.Lock()
+	if b.paused && len(b.msgs) <= backlogMax/2 {
+		b.paused = false
+		b.group.Resume(b.partition)
+	}
+	b.mu.Unlock()
+	return true
 }
 
 type ctxKey int

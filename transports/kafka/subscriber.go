@@ -75,6 +75,10 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	if err := checkTopic(topic); err != nil {
 		return nil, err
 	}
+	retries := retryTopics(topic, s.group, s.cfg.DelayLevels)
+	if err := s.createTopics(retries...); err != nil {
+		return nil, err
+	}
 	group, err := sarama.NewConsumerGroup(s.cfg.Brokers, s.group, s.cfg.consumerSarama())
 	if err != nil {
 		return nil, s.secrets.Error(fmt.Errorf("kafka: subscribe to %q: %w", topic, err))
@@ -87,14 +91,14 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		defer s.wg.Done()
 		defer cancel()
 		defer stop()
-		s.consume(ctx, topic, group, out)
+		s.consume(ctx, topic, retries, group, out)
 	}()
 	return out, nil
 }
 
-// consume runs the group's sessions on topic until ctx ends, then leaves
-// the group and closes out.
-func (s *Subscriber) consume(ctx context.Context, topic string, group sarama.ConsumerGroup, out chan *message.Message) {
+// consume runs the group's sessions on topic and its retry topics until ctx
+// ends, then leaves the group and closes out.
+func (s *Subscriber) consume(ctx context.Context, topic string, retries []string, group sarama.ConsumerGroup, out chan *message.Message) {
 	defer close(out)
 	log := s.log.With("topic", topic)
 	log.Debug("kafka: subscription started")
@@ -109,6 +113,7 @@ func (s *Subscriber) consume(ctx context.Context, topic string, group sarama.Con
 
 	h := &handler{
 		ctx:        ctx,
+		topic:      topic,
 		group:      group,
 		out:        out,
 		nackResend: s.cfg.NackResendInterval,
@@ -119,7 +124,7 @@ func (s *Subscriber) consume(ctx context.Context, topic string, group sarama.Con
 	for ctx.Err() == nil {
 		// Consume returns at the end of each session (a rebalance):
 		// run it again to rejoin.
-		err := group.Consume(ctx, []string{topic}, h)
+		err := group.Consume(ctx, append([]string{topic}, retries...), h)
 		if err == nil || ctx.Err() != nil {
 			continue
 		}
@@ -143,22 +148,34 @@ func (s *Subscriber) consume(ctx context.Context, topic string, group sarama.Con
 }
 
 // SubscribeInitialize creates topic with Config.Partitions and
-// Config.ReplicationFactor if it does not exist.
+// Config.ReplicationFactor if it does not exist, and the group's retry
+// topics (Config.DelayLevels).
 func (s *Subscriber) SubscribeInitialize(topic string) (err error) {
 	if err := checkTopic(topic); err != nil {
 		return err
 	}
+	return s.createTopics(append([]string{topic}, retryTopics(topic, s.group, s.cfg.DelayLevels)...)...)
+}
+
+// createTopics creates the topics that do not exist, with Config.Partitions
+// and Config.ReplicationFactor.
+func (s *Subscriber) createTopics(topics ...string) error {
+	if len(topics) == 0 {
+		return nil
+	}
 	admin, err := sarama.NewClusterAdmin(s.cfg.Brokers, s.cfg.sarama())
 	if err != nil {
-		return s.secrets.Error(fmt.Errorf("kafka: create topic %q: %w", topic, err))
+		return s.secrets.Error(fmt.Errorf("kafka: create topics %q: %w", topics, err))
 	}
 	defer func() { _ = admin.Close() }()
-	err = admin.CreateTopic(topic, &sarama.TopicDetail{
-		NumPartitions:     s.cfg.Partitions,
-		ReplicationFactor: s.cfg.ReplicationFactor,
-	}, false)
-	if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
-		return s.secrets.Error(fmt.Errorf("kafka: create topic %q: %w", topic, err))
+	for _, topic := range topics {
+		err = admin.CreateTopic(topic, &sarama.TopicDetail{
+			NumPartitions:     s.cfg.Partitions,
+			ReplicationFactor: s.cfg.ReplicationFactor,
+		}, false)
+		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+			return s.secrets.Error(fmt.Errorf("kafka: create topic %q: %w", topic, err))
+		}
 	}
 	return nil
 }

@@ -34,6 +34,7 @@ import (
 //	nack_resend_interval Config.NackResendInterval
 //	wire                 Config.Wire: eventkit, cloudevents or cloudevents-structured
 //	partitioner          Config.Partitioner: murmur2 or fnv1a
+//	delay_levels         Config.DelayLevels, e.g. 5, or -1 for none
 //
 // Any other parameter is an error. Errors never contain the password.
 func ParseURL(rawURL string) (Config, error) {
@@ -106,6 +107,8 @@ func ParseURL(rawURL string) (Config, error) {
 	var wire, partitioner string
 	opts.String("wire", &wire, string(events.WireEventkit), string(events.WireCloudEvents), string(events.WireCloudEventsStructured))
 	opts.String("partitioner", &partitioner, string(PartitionerMurmur2), string(PartitionerFNV1a))
+	var delayLevels string
+	opts.String("delay_levels", &delayLevels)
 	if err := opts.Err(); err != nil {
 		return Config{}, err
 	}
@@ -117,6 +120,13 @@ func ParseURL(rawURL string) (Config, error) {
 	cfg.Mechanism = Mechanism(mechanism)
 	cfg.Wire = events.Wire(wire)
 	cfg.Partitioner = Partitioner(partitioner)
+	if delayLevels != "" {
+		n, err := strconv.Atoi(delayLevels)
+		if err != nil || n == 0 || n < -1 {
+			return Config{}, fmt.Errorf("invalid value %q for option \"delay_levels\": want a positive integer, or -1 for none", delayLevels)
+		}
+		cfg.DelayLevels = n
+	}
 	if useTLS {
 		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/b2131a45/eventkit/events"
 	"github.com/b2131a45/eventkit/transports/memory"
 	"github.com/b2131a45/eventkit/transports/transporttest"
 )
@@ -82,4 +83,35 @@ func TestConfigAndURL(t *testing.T) {
 	tr := newTransport(t, memory.Config{})
 	_, err = tr.Subscriber("")
 	require.ErrorIs(t, err, memory.ErrNoGroup)
+}
+
+// TestScheduledPublish: a message published with events.KeyDeliverAt ahead
+// reaches every group once due, never before, and does not hold back the
+// messages published after it.
+func TestScheduledPublish(t *testing.T) {
+	t.Parallel()
+	tr := newTransport(t, memory.Config{})
+	pub := tr.Publisher()
+	s, ok := pub.(interface{ SchedulesDelivery() bool })
+	require.True(t, ok && s.SchedulesDelivery())
+	start := time.Now()
+	later := message.NewMessage("later", nil)
+	later.Metadata.Set(events.KeyDeliverAt, start.Add(300*time.Millisecond).UTC().Format(time.RFC3339Nano))
+	require.NoError(t, pub.Publish("t", later, message.NewMessage("now", nil)))
+	for _, group := range []string{"a", "b"} {
+		sub, err := tr.Subscriber(group)
+		require.NoError(t, err)
+		msgs, err := sub.Subscribe(t.Context(), "t")
+		require.NoError(t, err)
+		for _, want := range []string{"now", "later"} {
+			select {
+			case m := <-msgs:
+				m.Ack()
+				require.Equal(t, want, m.UUID, group)
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s: no %s", group, want)
+			}
+		}
+		require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond)
+	}
 }

@@ -3,6 +3,7 @@ package sql
 import (
 	"fmt"
 	"log/slog"
+	"regexp"
 	"time"
 
 	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -48,6 +49,12 @@ type Config struct {
 	// Defaults to BatchSizeDefault.
 	BatchSize int
 
+	// DelayTable is the table that holds the messages delayed for a
+	// consumer group (Publisher.Delay: middleware.DelayedRetry), of every
+	// topic, each with its due time; created when first needed. Defaults
+	// to DelayTableDefault.
+	DelayTable string
+
 	// Logger receives the subscribers' events (watermill-sql's log) and the
 	// MySQL driver's messages. Passwords are masked. Defaults to
 	// discarding.
@@ -67,6 +74,9 @@ func (c Config) withDefaults() Config {
 	if c.BatchSize == 0 {
 		c.BatchSize = BatchSizeDefault
 	}
+	if c.DelayTable == "" {
+		c.DelayTable = DelayTableDefault
+	}
 	return c
 }
 
@@ -83,11 +93,16 @@ func (c Config) validate() error {
 			return fmt.Errorf("sql: Config.%s must not be negative, got %s", name, d)
 		}
 	}
+	if c.DelayTable != "" && !validTable.MatchString(c.DelayTable) {
+		return fmt.Errorf("sql: Config.DelayTable %q: want 1-63 of a-z 0-9 _, starting with a letter", c.DelayTable)
+	}
 	if c.BatchSize < 0 {
 		return fmt.Errorf("sql: Config.BatchSize must not be negative, got %d", c.BatchSize)
 	}
 	return nil
 }
+
+var validTable = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 
 // adapters returns watermill-sql's default schema and offsets adapter of
 // the dialect, with byte payloads. c must have its defaults.

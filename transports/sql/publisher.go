@@ -22,7 +22,9 @@ const maxTopicLength = 63 - len("watermill_offsets_")
 // Publisher inserts messages into topic tables. It is safe for concurrent
 // use.
 type Publisher struct {
-	pub *wmsql.Publisher
+	pub   *wmsql.Publisher
+	db    *sql.DB
+	delay delaySQL
 
 	mu     sync.RWMutex // held for reading by Publish, for writing by Close
 	closed bool
@@ -46,7 +48,7 @@ func NewPublisher(db *sql.DB, cfg Config) (*Publisher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sql: %w", err)
 	}
-	return &Publisher{pub: pub}, nil
+	return &Publisher{pub: pub, db: db, delay: delayStatements(cfg.Dialect, cfg.DelayTable)}, nil
 }
 
 // Publish inserts msgs into the topic's table in one statement, bound by

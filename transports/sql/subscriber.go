@@ -25,6 +25,7 @@ type Subscriber struct {
 	db    *sql.DB
 	cfg   Config
 	group string
+	delay delaySQL
 
 	mu      sync.Mutex
 	closed  bool
@@ -63,12 +64,14 @@ func NewSubscriber(db *sql.DB, cfg Config, group string) (*Subscriber, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sql: %w", err)
 	}
-	return &Subscriber{sub: sub, db: db, cfg: cfg, group: group, closing: make(chan struct{})}, nil
+	return &Subscriber{sub: sub, db: db, cfg: cfg, group: group, delay: delayStatements(cfg.Dialect, cfg.DelayTable), closing: make(chan struct{})}, nil
 }
 
-// Subscribe creates the topic's tables if needed and delivers the group's
-// messages on the returned channel, one at a time. The channel closes when
-// ctx ends or the subscriber closes.
+// Subscribe creates the topic's tables (and DelayTable) if needed and
+// delivers the group's messages on the returned channel: the topic's, one
+// at a time, and, beside them, the messages delayed for the group
+// (Publisher.Delay) once due. The channel closes when ctx ends or the
+// subscriber closes.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -81,13 +84,20 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	if err := s.ensureOffsetsRow(ctx, topic); err != nil {
 		return nil, err
 	}
+	if err := setupDelay(ctx, s.db, s.delay); err != nil {
+		return nil, err
+	}
 	in, err := s.sub.Subscribe(ctx, topic)
 	if err != nil {
 		return nil, fmt.Errorf("sql: subscribe to %q: %w", topic, err)
 	}
 	out := make(chan *message.Message)
-	s.wg.Add(1)
-	go s.forward(ctx, in, out)
+	var feeds sync.WaitGroup
+	feeds.Add(2)
+	s.wg.Add(3)
+	go func() { defer feeds.Done(); s.forward(ctx, in, out) }()
+	go func() { defer feeds.Done(); s.consumeDelayed(ctx, topic, out) }()
+	go func() { defer s.wg.Done(); feeds.Wait(); close(out) }()
 	return out, nil
 }
 
@@ -125,7 +135,6 @@ func (s *Subscriber) ensureOffsetsRow(ctx context.Context, topic string) error {
 // own only after its Close has returned.
 func (s *Subscriber) forward(ctx context.Context, in <-chan *message.Message, out chan<- *message.Message) {
 	defer s.wg.Done()
-	defer close(out)
 	for msg := range in {
 		_ = events.Canonicalize(msg) // a message in CloudEvents form; an error is the registry's to report
 		// A message not handed over is not acked: watermill-sql, which

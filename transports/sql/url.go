@@ -56,6 +56,7 @@ type Source struct {
 //	ack_deadline      Config.AckDeadline
 //	batch_size        Config.BatchSize
 //	max_open_conns    Source.MaxOpenConns
+//	delay_table       Config.DelayTable
 //
 // PostgreSQL URLs also take the libpq parameters pgx knows (sslmode,
 // sslrootcert, connect_timeout, application_name, search_path, ...).
@@ -80,6 +81,7 @@ func ParseURL(rawURL string) (Source, error) {
 	opts.Duration("ack_deadline", &src.Config.AckDeadline)
 	opts.Int("batch_size", &src.Config.BatchSize)
 	opts.Int("max_open_conns", &src.MaxOpenConns)
+	opts.String("delay_table", &src.Config.DelayTable)
 
 	switch u.Scheme {
 	case "postgres", "postgresql":

@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) Transport, features Features) {
 		{"group_members_share_events", (*suite).groupMembersShareEvents},
 		{"envelope_survives", (*suite).envelopeSurvives},
 		{"cloudevents_input", (*suite).cloudEventsInput},
+		{"delay_comes_back_to_its_group_only", (*suite).delayComesBackToItsGroupOnly},
 		{"nack_redelivers", (*suite).nackRedelivers},
 		{"close_without_ack_redelivers", (*suite).closeWithoutAckRedelivers},
 		{"ordered_per_key", (*suite).orderedPerKey},

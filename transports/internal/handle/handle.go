@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -18,9 +19,43 @@ import (
 // redacted and Close does nothing, because the transport owns pub and closes
 // it in its own Close. (Watermill's router closes the publishers of its
 // handlers; with a shared publisher that would break every other user.)
+//
+// When pub can delay messages (middleware.Delayer's methods) and schedule
+// them (cqrs.Scheduler's), so can the handle.
 func Owned(pub message.Publisher, secrets redact.Secrets) message.Publisher {
+	if d, ok := pub.(delayer); ok {
+		od := ownedDelayer{ownedPublisher{pub: pub, secrets: secrets}, d}
+		if s, ok := pub.(scheduler); ok && s.SchedulesDelivery() {
+			return ownedScheduler{od}
+		}
+		return od
+	}
 	return ownedPublisher{pub: pub, secrets: secrets}
 }
+
+// delayer is middleware.Delayer, which transports do not import.
+type delayer interface {
+	Delay(topic, group string, level int, d time.Duration, msgs ...*message.Message) error
+	DelayLevels() int
+}
+
+type ownedDelayer struct {
+	ownedPublisher
+	d delayer
+}
+
+func (p ownedDelayer) Delay(topic, group string, level int, d time.Duration, msgs ...*message.Message) error {
+	return p.secrets.Error(p.d.Delay(topic, group, level, d, msgs...))
+}
+
+func (p ownedDelayer) DelayLevels() int { return p.d.DelayLevels() }
+
+// scheduler is cqrs.Scheduler's marker.
+type scheduler interface{ SchedulesDelivery() bool }
+
+type ownedScheduler struct{ ownedDelayer }
+
+func (ownedScheduler) SchedulesDelivery() bool { return true }
 
 type ownedPublisher struct {
 	pub     message.Publisher
