@@ -7,6 +7,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
@@ -86,4 +87,80 @@ func Example() {
 	// Output:
 	// orders.order_placed from orders
 	// published 1, pending 0
+}
+
+// Scheduled delivery: an event added with DeliverAfter waits in the outbox,
+// neither pending nor lag, and the relay publishes it once due; an event
+// added after it is not held back.
+func Example_scheduled() {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "outbox")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "app.db")+"?_pragma=busy_timeout(5000)&_txlock=immediate")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	reg := events.NewRegistry()
+	events.MustRegister[OrderPlaced](reg, "orders.order_placed")
+	ob, err := forwarder.NewOutbox(db, forwarder.OutboxConfig{Registry: reg})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := ob.Setup(ctx); err != nil {
+		log.Fatal(err)
+	}
+	add := func(evts ...any) {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := ob.Add(ctx, tx, evts...); err != nil {
+			log.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			log.Fatal(err)
+		}
+	}
+	add(OrderPlaced{OrderID: "reminder"}, forwarder.DeliverAfter(300*time.Millisecond))
+	add(OrderPlaced{OrderID: "now"})
+	st, err := ob.Stats(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("pending:", st.Pending, "scheduled:", st.Scheduled)
+
+	broker := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
+	defer broker.Close()
+	received, err := broker.Subscribe(ctx, "orders.order_placed")
+	if err != nil {
+		log.Fatal(err)
+	}
+	relay, err := forwarder.NewRelay(ob, broker, forwarder.RelayConfig{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- relay.Run(runCtx) }()
+	for range 2 {
+		msg := <-received
+		msg.Ack()
+		var e OrderPlaced
+		if _, err := reg.DecodeInto(msg, &e); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println("published", e.OrderID)
+	}
+	stop()
+	if err := <-done; err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// pending: 1 scheduled: 1
+	// published now
+	// published reminder
 }

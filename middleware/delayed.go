@@ -194,9 +194,15 @@ func (r *DelayedRetry) Horizon() time.Duration {
 }
 
 // DelayedAttemptsOf returns the delayed rounds msg has been through
-// (KeyDelayedAttempts), 0 when none. A value that is not a count is an
-// error, which Middleware dead-letters.
+// (KeyDelayedAttempts), 0 when none. A value that is not a count, or an
+// events.KeyDeliverAt that is not a time, is a permanent error, which
+// Middleware dead-letters (ReasonPermanent, the header named).
 func DelayedAttemptsOf(msg *message.Message) (int, error) {
+	if v := msg.Metadata.Get(events.KeyDeliverAt); v != "" {
+		if _, err := events.ParseTime(v); err != nil {
+			return 0, Permanent(fmt.Errorf("middleware: header %q: %w", events.KeyDeliverAt, err))
+		}
+	}
 	v := msg.Metadata.Get(KeyDelayedAttempts)
 	if v == "" {
 		return 0, nil

@@ -225,15 +225,27 @@ func TestDelayedRetryExhaustedGoesToTheDLQ(t *testing.T) {
 	bad := message.NewMessage(watermill.NewUUID(), []byte(`{"id":"bad"}`))
 	bad.Metadata.Set(events.KeyName, "test.delayed")
 	bad.Metadata.Set(middleware.KeyDelayedAttempts, "many")
-	require.NoError(t, d.tr.Publisher().Publish(topic, bad))
-	for _, m := range dlq.wait(t, 4) {
+	badDue := message.NewMessage(watermill.NewUUID(), []byte(`{"id":"bad-due"}`))
+	badDue.Metadata.Set(events.KeyName, "test.delayed")
+	badDue.Metadata.Set(middleware.KeyDelayedAttempts, "1")
+	badDue.Metadata.Set(events.KeyDeliverAt, "soon")
+	require.NoError(t, d.tr.Publisher().Publish(topic, bad, badDue))
+	seen := 0
+	for _, m := range dlq.wait(t, 6) { // both, for each of the two handlers
+		if m.UUID != bad.UUID && m.UUID != badDue.UUID {
+			continue
+		}
+		seen++
+		dl, err := middleware.DeadLetterFromMessage(m)
+		require.NoError(t, err)
+		require.Equal(t, middleware.ReasonPermanent, dl.Reason)
 		if m.UUID == bad.UUID {
-			dl, err := middleware.DeadLetterFromMessage(m)
-			require.NoError(t, err)
-			require.Equal(t, middleware.ReasonPermanent, dl.Reason)
 			require.Contains(t, dl.Error, middleware.KeyDelayedAttempts)
+		} else {
+			require.Contains(t, dl.Error, events.KeyDeliverAt)
 		}
 	}
+	require.Equal(t, 4, seen)
 }
 
 // TestDelayedRetrySurvivesRestarts: an event waiting in a delay level comes

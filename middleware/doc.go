@@ -11,7 +11,7 @@
 // Default returns the whole chain in the only order that works, outermost
 // first:
 //
-//	Recover → Correlation → PoisonQueue → Retry → Timeout → Deduplicate → Recover → handler
+//	Recover → Correlation → PoisonQueue → DelayedRetry → Retry → Timeout → Deduplicate → Recover → handler
 //
 //	chain, err := middleware.Default(middleware.DefaultConfig{
 //		Publisher: transport.Publisher(),   // dead letters
@@ -21,8 +21,9 @@
 //	router.AddMiddleware(chain.Middlewares()...)
 //
 // Each middleware also stands alone (NewCorrelation, NewRetry,
-// NewPoisonQueue, NewDeduplicate, Recover, Timeout) for other orders, but
-// PoisonQueue must wrap Retry (watermill#645) and Timeout must be below it.
+// NewDelayedRetry, NewPoisonQueue, NewDeduplicate, Recover, Timeout) for
+// other orders, but PoisonQueue must wrap DelayedRetry, which must wrap
+// Retry (watermill#645), and Timeout must be below Retry.
 //
 // # Guarantees
 //
@@ -32,15 +33,22 @@
 //   - A message is acked only when the handler succeeded, it was a
 //     duplicate, or its dead letter was published. Otherwise it is nacked and
 //     the transport redelivers it; no path drops a message.
-//   - A handler error is retried in-process (Retry) with exponential backoff
-//     and jitter, holding the message, up to MaxAttempts and MaxElapsed.
+//   - A handler error is first retried in-process (Retry, the immediate
+//     retries) with exponential backoff and jitter, holding the message, up
+//     to MaxAttempts and MaxElapsed (by default 5 attempts within 10 s).
 //     Permanent errors (Permanent, events.IsPermanent: unknown event,
 //     unsupported version, undecodable payload) are not retried.
-//   - When retries are spent or the error is permanent, the message goes to
-//     the dead-letter topic (<topic>.dlq) with dlq_reason, dlq_error,
-//     dlq_attempts, dlq_original_topic, dlq_handler and dlq_failed_at,
-//     keeping its UUID, payload and envelope; then it is acked. If the
-//     dead-letter publish fails, the message is nacked.
+//   - When the immediate retries are spent, DelayedRetry hands the message
+//     to the transport's delay (Delayer) for the next level (by default
+//     10 s, 20 s, 30 s) and acks it: the stream goes on, and the message
+//     comes back later to the failing consumer group only, same event id
+//     and envelope. A failed hand-over nacks the message.
+//   - When the last level is spent or the error is permanent, the message
+//     goes to the dead-letter topic (<topic>.dlq) with dlq_reason,
+//     dlq_error, dlq_attempts, dlq_delayed_attempts, dlq_original_topic,
+//     dlq_handler and dlq_failed_at, keeping its UUID, payload and
+//     envelope; then it is acked. If the dead-letter publish fails, the
+//     message is nacked.
 //   - Shutdown (or a rebalance) ends the message context: Retry stops at
 //     once and the message is nacked, never dead-lettered (ErrInterrupted).
 //   - A panic in the handler is an error (*PanicError, with its stack):
@@ -56,9 +64,10 @@
 //     a Purger; Default refuses a retention shorter than the retry horizon
 //     plus a redelivery margin.
 //   - Order: Retry holds the message, so the transport's order (per
-//     partition on Kafka, per queue on AMQP) is kept, at the cost of
-//     blocking the stream while a message is retried. A dead-lettered
-//     message leaves the stream; the ones behind it go on.
+//     partition on Kafka, per queue on AMQP) is kept through the immediate
+//     retries, at the cost of blocking the stream meanwhile. A delayed or
+//     dead-lettered message leaves the stream; the ones behind it go on,
+//     and a delayed one comes back after them.
 //
 // # Dead letters
 //

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	wmcqrs "github.com/ThreeDotsLabs/watermill/components/cqrs"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/b2131a45/eventkit/cqrs"
@@ -88,4 +90,86 @@ func Example() {
 	// Output:
 	// reserved stock for o-1 on attempt 2
 	// duplicates dropped: 1
+}
+
+// Example_delayedRetry shows the two stages of recoverability: the handler
+// fails its immediate retries, the message is handed to the transport's
+// delay and acked (the consumer goes on with the next event), and it comes
+// back to the same handler after the first level, with the same event id.
+func Example_delayedRetry() {
+	type PaymentRequested struct{ OrderID string }
+	reg := events.NewRegistry()
+	events.MustRegister[PaymentRequested](reg, "payments.payment_requested")
+
+	transport, err := memory.New(memory.Config{})
+	if err != nil {
+		panic(err)
+	}
+	defer transport.Close()
+	inbox, err := middleware.NewMemoryInbox(middleware.InboxConfig{})
+	if err != nil {
+		panic(err)
+	}
+	chain, err := middleware.Default(middleware.DefaultConfig{
+		Publisher: transport.Publisher(), // also the Delayer: every eventkit transport's publisher is one
+		Inbox:     inbox,
+		Retry:     middleware.RetryConfig{MaxAttempts: 2, InitialInterval: time.Millisecond},
+		// In production the default levels are 10 s, 20 s and 30 s.
+		DelayedRetry: middleware.DelayedRetryConfig{Levels: []time.Duration{50 * time.Millisecond, 100 * time.Millisecond}},
+		Logger:       slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		panic(err)
+	}
+	router, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
+	if err != nil {
+		panic(err)
+	}
+	router.AddMiddleware(chain.Middlewares()...)
+	proc, err := cqrs.NewProcessor(router, transport.Subscriber, cqrs.ProcessorConfig{DeadLetter: transport.Publisher(), Registry: reg})
+	if err != nil {
+		panic(err)
+	}
+	done := make(chan string, 2)
+	calls := 0
+	err = proc.AddHandlers(cqrs.NewHandler("payments.charge", func(ctx context.Context, e *PaymentRequested) error {
+		calls++ // one message at a time on the memory transport
+		if e.OrderID == "o-1" && calls <= 2 {
+			return errors.New("payment provider down")
+		}
+		env, _ := events.EnvelopeFromContext(ctx)
+		done <- fmt.Sprintf("charged %s (event %s) after %d delayed round(s)", e.OrderID, env.ID[:4]+"…", delayedRounds(ctx))
+		return nil
+	}))
+	if err != nil {
+		panic(err)
+	}
+	go func() { _ = router.Run(context.Background()) }()
+	<-router.Running()
+	defer router.Close()
+
+	bus, err := cqrs.NewBus(transport.Publisher(), cqrs.BusConfig{Registry: reg})
+	if err != nil {
+		panic(err)
+	}
+	msgs, _, err := bus.Messages(context.Background(), PaymentRequested{OrderID: "o-1"}, PaymentRequested{OrderID: "o-2"})
+	if err != nil {
+		panic(err)
+	}
+	if err := transport.Publisher().Publish("payments.payment_requested", msgs...); err != nil {
+		panic(err)
+	}
+	fmt.Println(strings.Replace(<-done, msgs[1].UUID[:4], "ID", 1)) // o-2 does not wait for o-1
+	fmt.Println(strings.Replace(<-done, msgs[0].UUID[:4], "ID", 1))
+	fmt.Println("delayed:", chain.DelayedRetry.Delayed(), "dead-lettered:", chain.DeadLettered())
+	// Output:
+	// charged o-2 (event ID…) after 0 delayed round(s)
+	// charged o-1 (event ID…) after 1 delayed round(s)
+	// delayed: 1 dead-lettered: 0
+}
+
+// delayedRounds reads the delayed rounds of the message being handled.
+func delayedRounds(ctx context.Context) int {
+	n, _ := middleware.DelayedAttemptsOf(wmcqrs.OriginalMessageFromCtx(ctx))
+	return n
 }
