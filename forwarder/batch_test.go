@@ -7,11 +7,12 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 )
 
-// BenchmarkRelayBatchBuild measures the relay's work on one fetched batch
-// of 100 rows without the database or a broker: decoding each row's
-// forwarder envelope into a message (as fetch does), grouping the batch by
-// topic and building the Publish arguments (as relayBatch and publishGroup
-// do). It reports per row. BenchmarkRelayDrain measures the whole drain.
+// BenchmarkRelayBatchBuild measures the relay's work on one fetched batch of
+// 100 rows without the database or a broker (batch.go and publish.go, hence
+// an internal test): decoding each row's forwarder envelope into a message
+// (as fetch does), grouping the batch by topic and building the Publish
+// arguments (as relayBatch and publishGroup do). It reports per row.
+// BenchmarkRelayDrain measures the whole drain through the public API.
 func BenchmarkRelayBatchBuild(b *testing.B) {
 	for _, topics := range []int{1, 4} {
 		b.Run(fmt.Sprintf("topics=%d", topics), func(b *testing.B) {
