@@ -17,8 +17,19 @@
 // correlation id and sets the causation id to the incoming event id.
 //
 // A message of another registered event type that arrives on a handler's
-// topic is acked and skipped (counted by Processor.Skipped, logged at debug);
-// a message with an unregistered name, a newer version or a payload that
-// does not decode fails with a permanent error (events.IsPermanent), which
-// middleware.PoisonQueue sends to the dead-letter topic.
+// topic is acked and skipped (counted by Processor.Skipped, logged at debug).
+// A message that cannot be decoded — no event name or id, an unregistered
+// name, a newer version, a payload that does not decode — and a handler's
+// permanent error (events.IsPermanent) are never redelivered in a loop:
+// under a middleware.PoisonQueue (middleware.Default) the error goes to it,
+// which dead-letters the message; without one, the Processor dead-letters
+// it itself through ProcessorConfig.DeadLetter, with the same dead-letter
+// metadata (dlq_reason names the cause), and acks it.
+//
+// Bus.Publish with DeliverAt or DeliverAfter schedules events on a
+// publisher that can hold them until due (Scheduler: the outbox's Bus(tx),
+// mem://) and fails with ErrScheduleNotSupported on others.
+//
+// Where this package sits among the others, and the path of an event through
+// them: docs/architecture.md in the repository.
 package cqrs

@@ -19,4 +19,7 @@
 // satisfy IsPermanent: retrying cannot fix them, so consumers send such
 // messages to the dead-letter topic instead of redelivering them forever.
 // Nothing in this package panics on bad input.
+//
+// Where this package sits among the others, and the path of an event through
+// them: docs/architecture.md in the repository.
 package events

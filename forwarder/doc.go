@@ -113,4 +113,7 @@
 // receives batch sizes, publish outcomes and confirm latencies (package
 // metrics implements it); Outbox.Stats and Outbox.Lag give the counters and
 // the lag; Relay.Health is for health endpoints. See docs/observability.md.
+//
+// Where this package sits among the others, and the path of an event through
+// them: docs/architecture.md in the repository.
 package forwarder

@@ -12,6 +12,9 @@
 // JSON body naming each check's outcome. Errors of eventkit's checks never
 // contain passwords; other checks' errors are shown as they are, so expose
 // the endpoint only where their text may be read.
+//
+// Where this package sits among the others, and the path of an event through
+// them: docs/architecture.md in the repository.
 package health
 
 import (

@@ -7,6 +7,9 @@
 //
 // Attribute keys and values pass through unchanged; eventkit never logs
 // payloads or passwords, whichever side writes the line.
+//
+// Where this package sits among the others, and the path of an event through
+// them: docs/architecture.md in the repository.
 package logging
 
 import (

@@ -37,4 +37,7 @@
 //
 // Label values are bounded by the application: outbox names, topics, handler
 // names and the middleware.Reason values; never event ids.
+//
+// Where this package sits among the others, and the path of an event through
+// them: docs/architecture.md in the repository.
 package metrics

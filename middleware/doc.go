@@ -92,4 +92,7 @@
 // durations and errors (Measure, right around the handler), retries, dead
 // letters and duplicates; package metrics implements it with Prometheus.
 // Both are off by default.
+//
+// Where this package sits among the others, and the path of an event through
+// them: docs/architecture.md in the repository.
 package middleware

@@ -84,4 +84,7 @@
 // unescaped '?', '#' or '@' in the password breaks its parsing. Open logs
 // through slog.Default(), OpenConfig through Config.Logger; the subpackages
 // take a *slog.Logger.
+//
+// Where this package sits among the others, and the path of an event through
+// them: docs/architecture.md in the repository.
 package transports

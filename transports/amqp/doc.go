@@ -77,4 +77,7 @@
 // buffer to flush, a Publish that returned nil was confirmed. Subscriber
 // Close stops its subscriptions, and the broker requeues the messages they
 // had not acked.
+//
+// Where this package sits among the others, and the path of an event through
+// them: docs/architecture.md in the repository.
 package amqp

@@ -67,4 +67,7 @@
 // only once its messages are acknowledged, so nothing is buffered), then
 // closes the producer. Subscriber.Close stops its subscriptions, commits
 // the marked offsets and leaves the group.
+//
+// Where this package sits among the others, and the path of an event through
+// them: docs/architecture.md in the repository.
 package kafka

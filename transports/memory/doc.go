@@ -21,4 +21,7 @@
 //   - Publish returns when the messages are appended to the log; nothing is
 //     lost between Publish and Close. Close stops every subscription and
 //     drops the log: the transport does not outlive the process.
+//
+// Where this package sits among the others, and the path of an event through
+// them: docs/architecture.md in the repository.
 package memory

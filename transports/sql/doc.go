@@ -42,4 +42,7 @@
 // Publisher.Close waits for the Publish calls in flight. Subscriber.Close
 // stops its subscriptions; a batch they had not finished is read again by
 // the group. A Transport made by Open also closes its database pool.
+//
+// Where this package sits among the others, and the path of an event through
+// them: docs/architecture.md in the repository.
 package sql

@@ -32,4 +32,7 @@
 // scenarios run in parallel. Goroutine leaks are not visible from inside
 // one parallel test; packages that run the suite also use
 // goleak.VerifyTestMain.
+//
+// Where this package sits among the others, and the path of an event through
+// them: docs/architecture.md in the repository.
 package transporttest
