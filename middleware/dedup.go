@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -27,6 +28,10 @@ type DeduplicateConfig struct {
 	// duplicate dropped. Use it for metrics.
 	OnDuplicate func(ctx context.Context)
 }
+
+// commitTimeout bounds the inbox commit of a handler that succeeded, which
+// does not end with the message context.
+const commitTimeout = 30 * time.Second
 
 // Deduplicate drops messages whose event the handler already handled. See
 // NewDeduplicate.
@@ -143,7 +148,12 @@ func (d *Deduplicate) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		if err != nil {
 			return nil, err
 		}
-		if err := claim.Commit(ctx); err != nil {
+		// A handler that succeeded has its key committed even when its
+		// context ended meanwhile (the router closing): otherwise the
+		// message is redelivered after a graceful restart and runs again.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+		defer cancel()
+		if err := claim.Commit(cctx); err != nil {
 			return nil, err
 		}
 		committed = true

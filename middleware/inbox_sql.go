@@ -184,8 +184,10 @@ func (s *SQLInbox) timeArg(t time.Time) any {
 }
 
 // Claim begins a transaction and inserts key in it. See SQLInbox for how
-// concurrent claims of one key behave. The transaction ends when ctx ends,
-// so use the context of the handling. With InboxConfig.GroupCommit the
+// concurrent claims of one key behave. The claim's statements (waiting for
+// another delivery of the key included) end with ctx; the transaction does
+// not: Commit or Rollback ends it, so a handler that succeeded as its context
+// was cancelled (a router closing) still has its key recorded. With InboxConfig.GroupCommit the
 // claim joins the open group transaction instead (its Tx is nil).
 func (s *SQLInbox) Claim(ctx context.Context, key InboxKey) (InboxClaim, error) {
 	if err := key.validate(); err != nil {
@@ -194,7 +196,12 @@ func (s *SQLInbox) Claim(ctx context.Context, key InboxKey) (InboxClaim, error) 
 	if s.group != nil {
 		return s.group.claim(ctx, key)
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	// The transaction outlives the message context: a handler that
+	// succeeded while the router closes (its context cancelled) still gets
+	// its key committed, so a graceful restart never runs it again. The
+	// claim's own statements stay bounded by ctx; Deduplicate always ends
+	// the transaction.
+	tx, err := s.db.BeginTx(context.WithoutCancel(ctx), nil)
 	if err != nil {
 		return nil, fmt.Errorf("middleware: inbox claim: begin: %w", err)
 	}
