@@ -23,8 +23,14 @@
 //	         publisher, sampling the heap and the peak RSS; run in a child
 //	         process when other scenarios share the run, so that their memory
 //	         does not count
+//	recover  one RabbitMQ consumer behind middleware.Default with a memory
+//	         inbox, -recover-events events of which one in ten fails its
+//	         first attempt: events/s of the other nine in ten with
+//	         in-process retry (the backoff slept holding the message) and
+//	         with delayed retry (a 1 s delay queue, the consumer goes on),
+//	         alternating each round
 //
-// Every drain, direct, latency and consume run counts the events a
+// Every drain, direct, latency, consume and recover run counts the events a
 // consumer received by id: a missing event fails the run and the program
 // exits non-zero with a message saying EVENTS LOST. -plot out.png draws
 // the medians (throughput and p99 latency, eventkit vs stock) as a PNG.
@@ -66,11 +72,13 @@ type options struct {
 	amqpURL   string
 	plot      string
 	consumers int
-	resultsTo string // a child process writes its results here (JSON)
+	// recoverEvents is the number of events of the recover scenario.
+	recoverEvents int
+	resultsTo     string // a child process writes its results here (JSON)
 }
 
 // allScenarios is the order of -scenarios all.
-var allScenarios = []string{"amqp", "kafka", "direct", "latency", "consume", "overflow", "backlog"}
+var allScenarios = []string{"amqp", "kafka", "direct", "latency", "consume", "recover", "overflow", "backlog"}
 
 func main() {
 	var o options
@@ -82,8 +90,9 @@ func main() {
 	flag.IntVar(&o.backlog, "backlog", 1000000, "rows of the backlog scenario")
 	flag.IntVar(&o.batch, "batch", 0, "eventkit RelayConfig.BatchSize (0: the default)")
 	flag.StringVar(&o.publisher, "publisher", "transports", "eventkit's publisher: transports (transports.Open) or builtin (the bench's own)")
-	flag.StringVar(&scen, "scenarios", "all", "scenarios to run: all, or some of drain,amqp,kafka,direct,latency,consume,overflow,backlog (alias memory)")
+	flag.StringVar(&scen, "scenarios", "all", "scenarios to run: all, or some of drain,amqp,kafka,direct,latency,consume,recover,overflow,backlog (alias memory)")
 	flag.IntVar(&o.consumers, "consumers", 8, "competing consumers (one router each) of the consume scenario's tuned variants")
+	flag.IntVar(&o.recoverEvents, "recover-events", 2000, "events of the recover scenario, one in ten failing its first attempt")
 	flag.StringVar(&o.plot, "plot", "", "write a PNG chart of the medians (throughput and p99 latency, eventkit vs stock) to this file")
 	flag.StringVar(&o.resultsTo, "results-json", "", "write the medians as JSON to this file (used for the backlog child process)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
@@ -152,6 +161,8 @@ func main() {
 			err = b.direct(ctx)
 		case "consume":
 			err = b.consume(ctx)
+		case "recover":
+			err = b.recovery(ctx)
 		case "backlog":
 			if len(o.scenarios) > 1 {
 				err = b.backlogChild(ctx, *cpuprofile)

@@ -9,7 +9,7 @@ import (
 
 // result is one median of the run, eventkit's and the comparison's.
 type result struct {
-	Group         string  `json:"group"` // drain, direct, latency, consume, backlog
+	Group         string  `json:"group"` // drain, direct, latency, consume, recover, backlog
 	Label         string  `json:"label"`
 	Eventkit      float64 `json:"eventkit"`
 	EventkitLabel string  `json:"eventkit_label,omitempty"` // what Eventkit is; "eventkit" when empty
