@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	wmforwarder "github.com/ThreeDotsLabs/watermill/components/forwarder"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/b2131a45/eventkit/forwarder"
+)
+
+// drainer starts relaying ob to the broker and returns how to stop it.
+type drainer struct {
+	label string
+	start func(ctx context.Context, ob *forwarder.Outbox) (stop func(), err error)
+	// done reports whether every row was confirmed and marked.
+	done func(ctx context.Context, ob *forwarder.Outbox) (bool, error)
+}
+
+// eventkitDrainer runs a Relay with pub.
+func (b *bench) eventkitDrainer(label string, pub func() (message.Publisher, error)) drainer {
+	return drainer{
+		label: label,
+		start: func(ctx context.Context, ob *forwarder.Outbox) (func(), error) {
+			p, err := pub()
+			if err != nil {
+				return nil, err
+			}
+			relay, err := forwarder.NewRelay(ob, p, forwarder.RelayConfig{BatchSize: b.o.batch, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				return nil, err
+			}
+			rctx, cancel := context.WithCancel(ctx)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_ = relay.Run(rctx)
+			}()
+			return func() {
+				cancel()
+				<-done
+				_ = p.Close()
+			}, nil
+		},
+		done: func(ctx context.Context, ob *forwarder.Outbox) (bool, error) {
+			var pending bool
+			err := b.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM "`+ob.Table()+`" WHERE status = 0)`).Scan(&pending)
+			return !pending, err
+		},
+	}
+}
+
+// stockDrainer runs Watermill's forwarder over watermill-sql's default
+// PostgreSQL schema (a subscriber of topic ob.Name()) with pub.
+func (b *bench) stockDrainer(label string, pub func() (message.Publisher, error)) drainer {
+	return drainer{
+		label: label,
+		start: func(ctx context.Context, ob *forwarder.Outbox) (func(), error) {
+			p, err := pub()
+			if err != nil {
+				return nil, err
+			}
+			logger := watermill.NopLogger{}
+			sub, err := wmsql.NewSubscriber(wmsql.BeginnerFromStdSQL(b.db), wmsql.SubscriberConfig{
+				ConsumerGroup:    "bench",
+				SchemaAdapter:    wmsql.DefaultPostgreSQLSchema{},
+				OffsetsAdapter:   wmsql.DefaultPostgreSQLOffsetsAdapter{},
+				InitializeSchema: true,
+			}, logger)
+			if err != nil {
+				return nil, err
+			}
+			fwd, err := wmforwarder.NewForwarder(sub, p, logger, wmforwarder.Config{ForwarderTopic: ob.Name(), AckWhenCannotUnwrap: true})
+			if err != nil {
+				return nil, err
+			}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_ = fwd.Run(ctx)
+			}()
+			return func() {
+				_ = fwd.Close()
+				<-done
+				_ = sub.Close()
+				_ = p.Close()
+			}, nil
+		},
+		done: func(ctx context.Context, ob *forwarder.Outbox) (bool, error) {
+			var acked, last int64
+			err := b.db.QueryRowContext(ctx, `SELECT COALESCE((SELECT offset_acked FROM "watermill_offsets_`+ob.Name()+
+				`" WHERE consumer_group = 'bench'), -1), (SELECT COALESCE(MAX("offset"), 0) FROM "`+ob.Table()+`")`).Scan(&acked, &last)
+			if err != nil && strings.Contains(err.Error(), "does not exist") {
+				return false, nil // the offsets table is created when the forwarder subscribes
+			}
+			return acked >= last, err
+		},
+	}
+}
