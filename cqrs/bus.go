@@ -42,6 +42,11 @@ type BusConfig struct {
 	// "rabbitmq" (transports.Transport.MessagingSystem). Defaults to ""
 	// (attribute left out).
 	MessagingSystem string
+	// Validate, if set, checks each encoded event before anything is
+	// published (contracts.Validator.ValidateMessage fits: the payload
+	// against its event's schema). Its error fails Publish and Messages,
+	// wrapped, with nothing published. Defaults to nil: no check.
+	Validate func(msg *message.Message) error
 }
 
 func (c BusConfig) validate() error {
@@ -60,6 +65,7 @@ type Bus struct {
 	topic  TopicFunc
 	tracer trace.Tracer // nil when tracing is off
 	system string
+	check  func(*message.Message) error // nil: no validation
 }
 
 // NewBus returns a Bus publishing to pub. It returns an error if pub is nil
@@ -75,7 +81,7 @@ func NewBus(pub message.Publisher, cfg BusConfig) (*Bus, error) {
 		cfg.Topic = EventNameTopic
 	}
 	return &Bus{pub: pub, reg: cfg.Registry, src: cfg.Source, topic: cfg.Topic,
-		tracer: tracing.Tracer(cfg.TracerProvider), system: cfg.MessagingSystem}, nil
+		tracer: tracing.Tracer(cfg.TracerProvider), system: cfg.MessagingSystem, check: cfg.Validate}, nil
 }
 
 // Publish encodes each event (a registered T or *T), stamps its envelope from
@@ -88,8 +94,9 @@ func NewBus(pub message.Publisher, cfg BusConfig) (*Bus, error) {
 // Scheduler publisher (the outbox; mem://); other publishers make Publish
 // fail with ErrScheduleNotSupported, before publishing anything.
 //
-// It returns events.ErrNotRegistered (wrapped) for an unregistered type,
-// before publishing anything, or the publisher's error. On a publisher
+// It returns events.ErrNotRegistered (wrapped) for an unregistered type, or
+// the error of BusConfig.Validate, before publishing anything, or the
+// publisher's error. On a publisher
 // error, events of earlier calls may have been published: the transports
 // deliver at least once.
 func (b *Bus) Publish(ctx context.Context, evts ...any) error {
@@ -140,6 +147,11 @@ func (b *Bus) Messages(ctx context.Context, evts ...any) ([]*message.Message, []
 		msg, err := b.reg.NewMessage(ctx, e, b.src)
 		if err != nil {
 			return nil, nil, fmt.Errorf("cqrs: event %d: %w", i, err)
+		}
+		if b.check != nil {
+			if err := b.check(msg); err != nil {
+				return nil, nil, fmt.Errorf("cqrs: event %d: %w", i, err)
+			}
 		}
 		if !due.IsZero() {
 			msg.Metadata.Set(events.KeyDeliverAt, due.UTC().Format(time.RFC3339Nano))

@@ -253,6 +253,40 @@ func (r *Registry) Names() []string {
 	return names
 }
 
+// Registration describes one registered event, as Registrations lists it:
+// what tools that document or check the contract (package contracts) need.
+type Registration struct {
+	// Name is the stable event name.
+	Name string
+	// Version is the current schema version.
+	Version int
+	// Type is the registered Go type T, never a pointer.
+	Type reflect.Type
+	// ContentType is the media type of the event's codec, e.g.
+	// "application/json".
+	ContentType string
+	// Upcasters are the versions an upcaster starts from (from → from+1),
+	// sorted: the older versions Decode turns into the current one.
+	Upcasters []int
+}
+
+// Registrations returns every registration, sorted by name.
+func (r *Registry) Registrations() []Registration {
+	t := r.table.Load()
+	out := make([]Registration, 0, len(t.byName))
+	for _, reg := range t.byName {
+		ups := make([]int, 0, len(reg.upcasters))
+		for from := range reg.upcasters {
+			ups = append(ups, from)
+		}
+		sort.Ints(ups)
+		out = append(out, Registration{Name: reg.name, Version: reg.version, Type: reg.typ,
+			ContentType: reg.codec.ContentType(), Upcasters: ups})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
 // NewID returns a new event id: a UUIDv7, time-ordered.
 func NewID() (string, error) {
 	id, err := uuid.NewV7()

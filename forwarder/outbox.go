@@ -76,6 +76,11 @@ type OutboxConfig struct {
 	// "rabbitmq" or "kafka" (transports.Transport.MessagingSystem).
 	// Defaults to "" (attribute left out).
 	MessagingSystem string
+	// Validate, if set, checks each encoded event before Add writes
+	// anything (cqrs.BusConfig.Validate; contracts.Validator.ValidateMessage
+	// fits). Its error fails Add and Bus(tx).Publish, wrapped. Defaults to
+	// nil: no check.
+	Validate func(msg *message.Message) error
 }
 
 var validOutboxName = regexp.MustCompile(`^[a-z0-9_]{1,40}$`)
@@ -161,7 +166,7 @@ func newOutbox(db database, cfg OutboxConfig) (*Outbox, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	enc, err := cqrs.NewBus(discardPublisher{}, cqrs.BusConfig{Registry: cfg.Registry, Source: cfg.Source, Topic: cfg.Topic})
+	enc, err := cqrs.NewBus(discardPublisher{}, cqrs.BusConfig{Registry: cfg.Registry, Source: cfg.Source, Topic: cfg.Topic, Validate: cfg.Validate})
 	if err != nil {
 		return nil, fmt.Errorf("forwarder: %w", err)
 	}
@@ -318,8 +323,9 @@ func isBusy(err error) bool {
 // them (a row due tomorrow is neither pending nor lag: see Stats).
 //
 // It returns ErrNotTransaction (wrapped) for a tx it cannot write in,
-// events.ErrNotRegistered (wrapped) for an unregistered event type, before
-// writing anything, or the database error of the insert; after an error
+// events.ErrNotRegistered (wrapped) for an unregistered event type or the
+// error of OutboxConfig.Validate, before writing anything, or the database
+// error of the insert; after an error
 // the caller should roll tx back.
 func (o *Outbox) Add(ctx context.Context, tx Tx, evts ...any) error {
 	q, err := txQuerier(tx)
@@ -336,7 +342,7 @@ func (o *Outbox) Add(ctx context.Context, tx Tx, evts ...any) error {
 // Bus returns a cqrs.Bus whose Publish writes to the outbox in tx, as Add
 // does. Its Publish returns Add's errors.
 func (o *Outbox) Bus(tx Tx) *cqrs.Bus {
-	bus, err := cqrs.NewBus(txPublisher{o: o, tx: tx}, cqrs.BusConfig{Registry: o.cfg.Registry, Source: o.cfg.Source, Topic: o.cfg.Topic})
+	bus, err := cqrs.NewBus(txPublisher{o: o, tx: tx}, cqrs.BusConfig{Registry: o.cfg.Registry, Source: o.cfg.Source, Topic: o.cfg.Topic, Validate: o.cfg.Validate})
 	if err != nil {
 		// Unreachable: the publisher is not nil and the config was validated.
 		panic(err)

@@ -75,6 +75,10 @@ const (
 	// ReasonUnknownEvent: the event name is not registered
 	// (events.ErrUnknownEvent).
 	ReasonUnknownEvent Reason = "unknown_event"
+	// ReasonSchema: the payload does not match the schema of its event: an
+	// error in the chain has a SchemaViolation() bool method that returns
+	// true (the runtime validation of package contracts).
+	ReasonSchema Reason = "schema"
 	// ReasonPermanent: any other permanent error (Permanent, or
 	// RetryConfig.Retryable said no).
 	ReasonPermanent Reason = "permanent"
@@ -105,6 +109,8 @@ func ReasonOf(err error) Reason {
 		return ReasonDecode
 	case errors.Is(err, events.ErrUnknownEvent):
 		return ReasonUnknownEvent
+	case isSchemaViolation(err):
+		return ReasonSchema
 	case events.IsPermanent(err):
 		return ReasonPermanent
 	case errors.As(err, &re) && !re.Exhausted:
@@ -115,6 +121,14 @@ func ReasonOf(err error) Reason {
 		return ReasonRetriesExhausted
 	}
 	return ReasonFailed
+}
+
+// isSchemaViolation reports whether an error in err's chain has a
+// SchemaViolation() bool method that returns true. An interface, not a
+// type: the validating package sits above this one.
+func isSchemaViolation(err error) bool {
+	var sv interface{ SchemaViolation() bool }
+	return errors.As(err, &sv) && sv.SchemaViolation()
 }
 
 // DeadLetterTopicSuffix is appended to a topic to name its dead-letter topic

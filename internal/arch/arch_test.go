@@ -32,6 +32,8 @@ var allowed = map[string][]string{
 	"cqrs":                     {"events", "middleware", "internal/tracing"},
 	"forwarder":                {"cqrs", "events", "internal/tracing"},
 	"metrics":                  {"forwarder", "middleware"},
+	"contracts":                {"events"},
+	"contracts/contracttest":   {"contracts", "events"},
 	"health":                   {},
 	"logging":                  {},
 }
