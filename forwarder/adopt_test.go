@@ -82,7 +82,9 @@ func TestAdoptForwarderProgress(t *testing.T) {
 				20*time.Second, 5*time.Millisecond)
 			_, err = e.ob.AdoptForwarderProgress(ctx, "")
 			require.ErrorIs(t, err, forwarder.ErrRelayActive)
-			require.NoError(t, e.ob.Requeue(ctx, ids[8]))
+			n, err = e.ob.Requeue(ctx, ids[8])
+			require.NoError(t, err)
+			require.EqualValues(t, 1, n)
 			relayed.waitCount(t, 8, 20*time.Second)
 			require.NoError(t, r.stop())
 

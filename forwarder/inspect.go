@@ -140,8 +140,10 @@ func (o *Outbox) list(ctx context.Context, status, limit int) ([]Record, error) 
 
 // Requeue moves failed rows, by event id, back to pending with a fresh
 // attempt budget; the relay publishes them before younger rows. Ids of rows
-// that are not failed are ignored, so Requeue is idempotent.
-func (o *Outbox) Requeue(ctx context.Context, eventIDs ...string) error {
+// that are not failed (pending, published or unknown) are ignored, so
+// Requeue is idempotent. It returns how many rows it moved, also when a
+// statement fails part-way (ids are updated in statements of up to 500).
+func (o *Outbox) Requeue(ctx context.Context, eventIDs ...string) (int64, error) {
 	var total int64
 	for start := 0; start < len(eventIDs); start += insertChunk {
 		end := min(start+insertChunk, len(eventIDs))
@@ -151,7 +153,7 @@ func (o *Outbox) Requeue(ctx context.Context, eventIDs ...string) error {
 		}
 		n, err := o.db.exec(ctx, o.s.requeue(end-start), args...)
 		if err != nil {
-			return fmt.Errorf("forwarder: requeue in outbox %s: %w", o.cfg.Name, err)
+			return total, fmt.Errorf("forwarder: requeue in outbox %s: %w", o.cfg.Name, err)
 		}
 		total += n
 	}
@@ -162,7 +164,7 @@ func (o *Outbox) Requeue(ctx context.Context, eventIDs ...string) error {
 		}
 	}
 	o.log.Info("eventkit: requeued failed events", slog.Int64("rows", total))
-	return nil
+	return total, nil
 }
 
 // Purge deletes published rows that were published more than olderThan

@@ -119,7 +119,12 @@ func TestRelay_PoisonIsParkedThenDeliveredAfterRequeue(t *testing.T) {
 				require.NotContains(t, broker.seqs(t), 5)
 
 				broker.setFail(nil)
-				require.NoError(t, e.ob.Requeue(ctx, f.EventID, "no-such-event"))
+				n, err := e.ob.Requeue(ctx, f.EventID, "no-such-event")
+				require.NoError(t, err)
+				require.EqualValues(t, 1, n, "only the failed row moves; an unknown id is ignored")
+				n, err = e.ob.Requeue(ctx, f.EventID)
+				require.NoError(t, err)
+				require.Zero(t, n, "a row that is no longer failed is not moved again")
 				require.Eventually(t, func() bool { return e.stats().Published == 12 }, 10*time.Second, 5*time.Millisecond)
 				got := broker.seqs(t)
 				require.Contains(t, got, 5)

@@ -3,11 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+
+	"github.com/spf13/cobra"
 )
 
 // Exit codes.
@@ -24,122 +25,155 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
-const usage = `eventkit operates eventkit outboxes and dead-letter queues.
-
-Usage:
-  eventkit migrate --db URL [--outbox NAME]... [--inbox TABLE]...
-  eventkit outbox stats    --db URL [--outbox NAME] [--json]
-  eventkit outbox pending  --db URL [--outbox NAME] [--limit N] [--json]
-  eventkit outbox failed   --db URL [--outbox NAME] [--limit N] [--json]
-  eventkit outbox scheduled --db URL [--outbox NAME] [--limit N] [--json]
-  eventkit outbox requeue  --db URL [--outbox NAME] EVENT_ID...
-  eventkit outbox purge    --db URL [--outbox NAME] --older-than DURATION [--json]
-  eventkit outbox adopt    --db URL [--outbox NAME] [--forwarder-group G] [--json]
-  eventkit outbox handover --db URL [--outbox NAME] [--forwarder-group G] [--json]
-  eventkit dlq list   --transport URL --topic TOPIC [--group G] [--handler H] [--reason R]
-                      [--older-than D] [--newer-than D] [--limit N] [--idle D] [--json]
-  eventkit dlq replay (same flags as list)
+const rootLong = `eventkit operates eventkit outboxes and dead-letter queues.
 
 --db defaults to $EVENTKIT_DB, then $DATABASE_URL (postgres://…, mysql://…, sqlite:path).
---transport defaults to $EVENTKIT_TRANSPORT, then $TRANSPORT_URL.
-adopt marks published what a stock Watermill forwarder (consumer group G, default "")
-acknowledged on the outbox: stop the stock forwarder, adopt, then start the relay.
-handover is the reverse: stop every relay, handover, then start the stock forwarder.
-Exit codes: 0 success, 1 operation failed, 2 bad usage.
-`
+--transport defaults to $EVENTKIT_TRANSPORT, then $TRANSPORT_URL (amqp://…, kafka://…,
+postgres://…, mysql://…).
+
+The reading commands (outbox stats, pending, failed, scheduled; dlq list) declare and create
+nothing: a missing outbox table, SQLite file or dead-letter topic is reported, not made.
+dlq list takes each dead letter and puts it back (see 'eventkit dlq list --help').
+
+Exit codes: 0 success, 1 operation failed (database or broker error, missing outbox or
+dead-letter topic), 2 bad usage (unknown command or flag, missing or invalid flag value,
+URL or name). Errors go to standard error and never contain passwords.`
 
 // run is the whole command, testable: it returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	err := dispatch(ctx, args, stdout)
-	if err == nil {
-		return exitOK
+	root := newRoot(stdout, stderr)
+	if args == nil {
+		args = []string{} // cobra reads os.Args for nil
 	}
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, usage)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
 		return exitOK
 	}
 	fmt.Fprintln(stderr, "eventkit:", err)
 	var ue usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintln(stderr, "run 'eventkit help' for usage")
+		if cmd == nil || cmd.Name() == "help" {
+			cmd = root
+		}
+		fmt.Fprintf(stderr, "run '%s --help' for usage\n", cmd.CommandPath())
 		return exitUsage
 	}
 	return exitError
 }
 
-func dispatch(ctx context.Context, args []string, out io.Writer) error {
+// newRoot returns the command tree, writing to stdout and stderr.
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "eventkit",
+		Short: "eventkit operates eventkit outboxes and dead-letter queues",
+		Long:  rootLong,
+		// Errors are printed by run, which also picks the exit code.
+		SilenceErrors:         true,
+		SilenceUsage:          true,
+		DisableFlagsInUseLine: true,
+		CompletionOptions:     cobra.CompletionOptions{DisableDefaultCmd: true},
+		Args:                  unknownCommand,
+		RunE: func(*cobra.Command, []string) error {
+			return usagef("missing command")
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetUsageTemplate(strings.Replace(root.UsageTemplate(), "{{if .Runnable}}", "{{if and .Runnable (not .HasAvailableSubCommands)}}", 1))
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		if !cmd.HasParent() {
+			return usagef("%v", err)
+		}
+		return usagef("%s: %v", name(cmd), err)
+	})
+	root.SetHelpCommand(helpCmd())
+	root.AddCommand(migrateCmd(), outboxCmd(), dlqCmd(), versionCmd())
+	return root
+}
+
+// helpCmd is "eventkit help [command]": the usage of the command, as with
+// --help; an unknown command is a usage error, as everywhere else.
+func helpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "print the usage of any command",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target, rest, err := cmd.Root().Find(args)
+			if err != nil {
+				return usagef("%v", err)
+			}
+			if len(rest) > 0 {
+				if err := unknownCommand(target, rest); err != nil {
+					return err
+				}
+			}
+			target.InitDefaultHelpFlag() // as --help shows it
+			return target.Help()
+		},
+	}
+}
+
+// group returns a command that only holds subcommands: without one, or
+// with an unknown one, it is a usage error.
+func group(use, short, long string, subs ...*cobra.Command) *cobra.Command {
+	c := &cobra.Command{
+		Use:                   use,
+		Short:                 short,
+		Long:                  long,
+		DisableFlagsInUseLine: true,
+		Args:                  unknownCommand,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			names := make([]string, 0, len(cmd.Commands()))
+			for _, sub := range cmd.Commands() {
+				names = append(names, sub.Name())
+			}
+			return usagef("%s: missing subcommand (%s)", name(cmd), strings.Join(names, ", "))
+		},
+	}
+	c.AddCommand(subs...)
+	return c
+}
+
+// unknownCommand is the Args of the root and the groups: an argument is a
+// command that does not exist.
+func unknownCommand(cmd *cobra.Command, args []string) error {
 	if len(args) == 0 {
-		return usagef("missing command")
+		return nil
 	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "help", "-h", "--help":
-		return flag.ErrHelp
-	case "migrate":
-		return migrate(ctx, rest, out)
-	case "outbox", "dlq":
-		if len(rest) == 0 {
-			return usagef("%s: missing subcommand", cmd)
-		}
-		sub, rest := rest[0], rest[1:]
-		f, ok := commands[cmd+" "+sub]
-		if !ok {
-			return usagef("unknown command %q", cmd+" "+sub)
-		}
-		return f(ctx, rest, out)
-	default:
-		return usagef("unknown command %q", cmd)
+	prefix := ""
+	if cmd.HasParent() {
+		prefix = name(cmd) + " "
 	}
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		return usagef("unknown command %q (did you mean %q?)", prefix+args[0], prefix+s[0])
+	}
+	return usagef("unknown command %q", prefix+args[0])
 }
 
-var commands = map[string]func(context.Context, []string, io.Writer) error{
-	"outbox stats":     outboxStats,
-	"outbox pending":   outboxPending,
-	"outbox failed":    outboxFailed,
-	"outbox scheduled": outboxScheduled,
-	"outbox requeue":   outboxRequeue,
-	"outbox purge":     outboxPurge,
-	"outbox adopt":     outboxAdopt,
-	"outbox handover":  outboxHandOver,
-	"dlq list":         dlqList,
-	"dlq replay":       dlqReplay,
-}
-
-// flags returns a flag set whose errors are usage errors.
-func flags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	return fs
-}
-
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usagef("%s: %v", fs.Name(), err)
+// noArgs is the Args of a command that takes no positional argument.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("%s: unexpected argument %q", name(cmd), args[0])
 	}
 	return nil
 }
 
-// interspersed lets flags follow positional arguments (eventkit outbox
-// requeue ID --db URL), returning the positional ones.
-func interspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := parse(fs, args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
+// name is the command's path without "eventkit", for messages.
+func name(cmd *cobra.Command) string {
+	path := cmd.CommandPath()
+	if cmd.HasParent() {
+		path = strings.TrimPrefix(path, cmd.Root().Name()+" ")
 	}
+	return path
 }
 
-func envDefault(keys ...string) string {
+// fromEnv returns the flag's value if it was given, else the first
+// environment variable of keys that is set.
+func fromEnv(cmd *cobra.Command, flag, value string, keys ...string) string {
+	if cmd.Flags().Changed(flag) {
+		return value
+	}
 	for _, k := range keys {
 		if v := os.Getenv(k); v != "" {
 			return v

@@ -29,10 +29,4 @@ func newInbox(db *sql.DB, table string) (*middleware.SQLInbox, error) {
 	}
 }
 
-// list is a repeatable string flag.
-type list []string
-
-func (l *list) String() string     { return strings.Join(*l, ",") }
-func (l *list) Set(v string) error { *l = append(*l, v); return nil }
-
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -1,19 +1,37 @@
 // Command eventkit operates eventkit outboxes and dead-letter queues.
 //
 //	eventkit migrate --db URL [--outbox NAME]... [--inbox TABLE]...
-//	eventkit outbox stats|pending|failed --db URL [--outbox NAME] [--limit N] [--json]
-//	eventkit outbox requeue --db URL [--outbox NAME] EVENT_ID...
-//	eventkit outbox purge --db URL [--outbox NAME] --older-than DURATION [--json]
-//	eventkit dlq list|replay --transport URL --topic TOPIC [filters] [--json]
+//	eventkit outbox stats     --db URL [--outbox NAME] [--json]
+//	eventkit outbox pending   --db URL [--outbox NAME] [--limit N] [--json]
+//	eventkit outbox failed    --db URL [--outbox NAME] [--limit N] [--json]
+//	eventkit outbox scheduled --db URL [--outbox NAME] [--limit N] [--json]
+//	eventkit outbox requeue   --db URL [--outbox NAME] [--json] EVENT_ID...
+//	eventkit outbox purge     --db URL [--outbox NAME] --older-than DURATION [--json]
+//	eventkit outbox adopt     --db URL [--outbox NAME] [--forwarder-group G] [--json]
+//	eventkit outbox handover  --db URL [--outbox NAME] [--forwarder-group G] [--json]
+//	eventkit dlq list   --transport URL --topic TOPIC [--group G] [--handler H] [--reason R]
+//	                    [--older-than D] [--newer-than D] [--limit N] [--idle D] [--json]
+//	eventkit dlq replay (the flags of dlq list)
+//	eventkit version
 //
-// --db defaults to $EVENTKIT_DB, then $DATABASE_URL; --transport to
-// $EVENTKIT_TRANSPORT, then $TRANSPORT_URL. Database URLs: postgres://…,
-// mysql://…, sqlite:path. Output is a human-readable table, or JSON with
-// --json.
+// Every command and group prints its own usage, flags and defaults with
+// --help (also: eventkit help COMMAND). --db defaults to $EVENTKIT_DB, then
+// $DATABASE_URL; --transport to $EVENTKIT_TRANSPORT, then $TRANSPORT_URL.
+// Database URLs: postgres://…, mysql://…, sqlite:path. Output is a
+// human-readable table or sentence, or JSON with --json; every command that
+// changes something says how many rows or messages it changed.
 //
-// Exit codes: 0 success; 1 the operation failed (database or broker error);
-// 2 bad usage (unknown command, bad flag or argument). Errors go to standard
-// error and never contain passwords.
+// The reading commands (outbox stats, pending, failed, scheduled; dlq list)
+// create nothing: a missing SQLite file, outbox table or dead-letter topic
+// is reported (exit 1), never created or declared; SQLite is opened
+// read-only. dlq list reads the dead-letter topic as dlq replay does,
+// putting every message back (see middleware.ListDLQ).
+//
+// Exit codes: 0 success; 1 the operation failed (database or broker error,
+// missing outbox or dead-letter topic); 2 bad usage (unknown command or
+// flag, a missing required flag, a URL that does not parse or has an
+// unknown scheme, an invalid topic, group, outbox or inbox name or flag
+// value). Errors go to standard error and never contain passwords.
 package main
 
 import (

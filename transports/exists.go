@@ -1,0 +1,58 @@
+package transports
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/b2131a45/eventkit/transports/internal/errs"
+)
+
+// Exists reports whether topic exists for the consumer group, without
+// creating or changing anything on the broker: it is the check to make
+// before reading a topic that must already be there, such as a dead-letter
+// topic, since Subscribe declares what it subscribes to. What "exists"
+// means follows each transport's topology:
+//
+//   - AMQP: the group's durable queue, amqp.QueueName(topic, group), is
+//     declared (a passive queue declare, on a channel of its own);
+//   - Kafka: the topic is in the cluster metadata (for any group);
+//   - PostgreSQL and MySQL: the topic's watermill-sql messages table
+//     exists (for any group);
+//   - memory: the topic was published to or subscribed to (for any group).
+//
+// It returns ErrNoGroup for an empty group, an error wrapping
+// ErrInvalidName for a name the transport refuses (before any round trip),
+// ErrClosed after Close, and the broker's or database's error, password
+// redacted, when it cannot tell.
+func (t *Transport) Exists(ctx context.Context, topic, group string) (bool, error) {
+	if group == "" {
+		return false, ErrNoGroup
+	}
+	e, ok := t.backend.(interface {
+		Exists(ctx context.Context, topic, group string) (bool, error)
+	})
+	if !ok {
+		return false, fmt.Errorf("transports: %s cannot tell whether a topic exists", t.kind)
+	}
+	found, err := e.Exists(ctx, topic, group)
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return false, ErrClosed
+		}
+		return false, fmt.Errorf("transports: does topic %q exist for group %q: %w", topic, group, err)
+	}
+	return found, nil
+}
+
+// CheckName returns nil when every transport accepts name as a topic or a
+// consumer group (what says which, for the error): 1 to 249 of A-Z a-z 0-9
+// . _ : -, not starting with . : or - (see Names in the package
+// documentation). Otherwise the error names the bad value and wraps
+// ErrInvalidName. A transport may refuse more: Kafka topics with ':', AMQP
+// queue names (topic_group) longer than 255 bytes; Exists, Publish and
+// Subscribe report those. CheckName needs no connection, so that a program
+// can refuse a bad name before it dials the broker.
+func CheckName(what, name string) error {
+	return errs.CheckName(what, name)
+}
