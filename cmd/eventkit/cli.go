@@ -25,7 +25,7 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
-const rootLong = `eventkit operates eventkit outboxes and dead-letter queues.
+const rootLong = `eventkit operates eventkit outboxes, dead-letter queues and event contracts.
 
 --db defaults to $EVENTKIT_DB, then $DATABASE_URL (postgres://…, mysql://…, sqlite:path).
 --transport defaults to $EVENTKIT_TRANSPORT, then $TRANSPORT_URL (amqp://…, kafka://…,
@@ -36,7 +36,7 @@ nothing: a missing outbox table, SQLite file or dead-letter topic is reported, n
 dlq list takes each dead letter and puts it back (see 'eventkit dlq list --help').
 
 Exit codes: 0 success, 1 operation failed (database or broker error, missing outbox or
-dead-letter topic), 2 bad usage (unknown command or flag, missing or invalid flag value,
+dead-letter topic, breaking contract changes), 2 bad usage (unknown command or flag, missing or invalid flag value,
 URL or name). Errors go to standard error and never contain passwords.`
 
 // run is the whole command, testable: it returns the exit code.
@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "eventkit",
-		Short: "eventkit operates eventkit outboxes and dead-letter queues",
+		Short: "eventkit operates eventkit outboxes, dead-letter queues and event contracts",
 		Long:  rootLong,
 		// Errors are printed by run, which also picks the exit code.
 		SilenceErrors:         true,
@@ -88,7 +88,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		return usagef("%s: %v", name(cmd), err)
 	})
 	root.SetHelpCommand(helpCmd())
-	root.AddCommand(migrateCmd(), outboxCmd(), dlqCmd(), versionCmd())
+	root.AddCommand(migrateCmd(), outboxCmd(), dlqCmd(), contractsCmd(), versionCmd())
 	return root
 }
 

@@ -22,7 +22,7 @@ import (
 var reasons = []middleware.Reason{
 	middleware.ReasonPanic, middleware.ReasonMissingName, middleware.ReasonMissingID,
 	middleware.ReasonUnsupportedVersion, middleware.ReasonDecode, middleware.ReasonUnknownEvent,
-	middleware.ReasonPermanent, middleware.ReasonTimeout, middleware.ReasonRetriesExhausted, middleware.ReasonFailed,
+	middleware.ReasonPermanent, middleware.ReasonSchema, middleware.ReasonTimeout, middleware.ReasonRetriesExhausted, middleware.ReasonFailed,
 }
 
 type dlqFlags struct {

@@ -1,4 +1,5 @@
-// Command eventkit operates eventkit outboxes and dead-letter queues.
+// Command eventkit operates eventkit outboxes, dead-letter queues and event
+// contracts.
 //
 //	eventkit migrate --db URL [--outbox NAME]... [--inbox TABLE]...
 //	eventkit outbox stats     --db URL [--outbox NAME] [--json]
@@ -12,6 +13,8 @@
 //	eventkit dlq list   --transport URL --topic TOPIC [--group G] [--handler H] [--reason R]
 //	                    [--older-than D] [--newer-than D] [--limit N] [--idle D] [--json]
 //	eventkit dlq replay (the flags of dlq list)
+//	eventkit contracts export [--service S] [--format json|yaml] SNAPSHOT
+//	eventkit contracts check  --against OLD [--mode M] CURRENT
 //	eventkit version
 //
 // Every command and group prints its own usage, flags and defaults with
