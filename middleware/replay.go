@@ -188,6 +188,54 @@ func ListDLQ(ctx context.Context, subscribers SubscriberFactory, pub message.Pub
 	return out, err
 }
 
+// Browser reads the messages a consumer group has yet to receive on a
+// topic without consuming or changing them (up to limit, 0: all):
+// transports.Transport.Browse fits.
+type Browser func(ctx context.Context, topic, group string, limit int) ([]*message.Message, error)
+
+// BrowseDLQ lists the dead letters of cfg.Topic that match cfg (its filters
+// and Limit; IdleTimeout and Logger are not used), read with browse:
+// nothing is taken, put back, declared or changed, unlike ListDLQ. The
+// whole dead-letter topic is read to apply the filters; messages that are
+// not dead letters are counted in the result's Invalid and left out.
+func BrowseDLQ(ctx context.Context, browse Browser, cfg ReplayConfig) ([]DeadLetter, ReplayResult, error) {
+	var res ReplayResult
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, res, err
+	}
+	if browse == nil {
+		return nil, res, errors.New("middleware: BrowseDLQ needs a Browser")
+	}
+	limit := 0
+	if cfg.Limit > 0 && cfg.Handler == "" && cfg.Reason == "" && cfg.OlderThan == 0 && cfg.NewerThan == 0 && cfg.Filter == nil {
+		limit = cfg.Limit // no filter: the first Limit are the answer
+	}
+	msgs, err := browse(ctx, cfg.Topic, cfg.Group, limit)
+	if err != nil {
+		return nil, res, fmt.Errorf("middleware: browse %q: %w", cfg.Topic, err)
+	}
+	start := time.Now()
+	var out []DeadLetter
+	for _, m := range msgs {
+		res.Scanned++
+		dl, err := DeadLetterFromMessage(m)
+		if err != nil {
+			res.Invalid++
+			continue
+		}
+		if !cfg.matches(dl, start) {
+			continue
+		}
+		out = append(out, dl)
+		res.Replayed++
+		if cfg.Limit > 0 && len(out) == cfg.Limit {
+			break
+		}
+	}
+	return out, res, nil
+}
+
 // errKeep tells scan to put a selected dead letter back.
 var errKeep = errors.New("keep")
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/ThreeDotsLabs/watermill/message"
+
 	"github.com/b2131a45/eventkit/transports/internal/errs"
 )
 
@@ -55,4 +57,43 @@ func (t *Transport) Exists(ctx context.Context, topic, group string) (bool, erro
 // can refuse a bad name before it dials the broker.
 func CheckName(what, name string) error {
 	return errs.CheckName(what, name)
+}
+
+// Browse returns up to limit (0: all) of the messages the consumer group has
+// yet to receive on topic, oldest first, read without consuming them and
+// without creating or declaring anything, so that a reading command can show
+// a topic and leave it as it was:
+//
+//   - AMQP: the group's queue, taken with basic.get unacked and given back
+//     when Browse returns (RabbitMQ puts them back where they were and marks
+//     them redelivered; a consumer gets none of them meanwhile);
+//   - Kafka: every partition from the group's committed offset to its end,
+//     with a consumer outside the group;
+//   - PostgreSQL and MySQL: the topic's table after the group's offset,
+//     with plain SELECTs;
+//   - memory: the log after the group's cursor.
+//
+// A topic that does not exist for the group (Exists) gives no messages and
+// no error. Errors are those of Exists.
+func (t *Transport) Browse(ctx context.Context, topic, group string, limit int) ([]*message.Message, error) {
+	if group == "" {
+		return nil, ErrNoGroup
+	}
+	if limit < 0 {
+		return nil, fmt.Errorf("transports: browse limit %d is negative", limit)
+	}
+	b, ok := t.backend.(interface {
+		Browse(ctx context.Context, topic, group string, limit int) ([]*message.Message, error)
+	})
+	if !ok {
+		return nil, fmt.Errorf("transports: %s cannot browse a topic", t.kind)
+	}
+	msgs, err := b.Browse(ctx, topic, group, limit)
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return nil, ErrClosed
+		}
+		return nil, fmt.Errorf("transports: browse topic %q for group %q: %w", topic, group, err)
+	}
+	return msgs, nil
 }

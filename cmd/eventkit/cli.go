@@ -33,7 +33,7 @@ postgres://…, mysql://…).
 
 The reading commands (outbox stats, pending, failed, scheduled; dlq list) declare and create
 nothing: a missing outbox table, SQLite file or dead-letter topic is reported, not made.
-dlq list takes each dead letter and puts it back (see 'eventkit dlq list --help').
+dlq list browses: it takes, moves and changes nothing (see 'eventkit dlq list --help').
 
 Exit codes: 0 success, 1 operation failed (database or broker error, missing outbox or
 dead-letter topic, breaking contract changes), 2 bad usage (unknown command or flag, missing or invalid flag value,

@@ -162,7 +162,7 @@ func TestOperationFailuresExitOne(t *testing.T) {
 
 // commands is the command set, exactly.
 var commands = []string{
-	"dlq", "dlq list", "dlq replay", "help", "migrate",
+	"contracts", "contracts check", "contracts export", "dlq", "dlq list", "dlq replay", "help", "migrate",
 	"outbox", "outbox adopt", "outbox failed", "outbox handover", "outbox pending", "outbox purge",
 	"outbox requeue", "outbox scheduled", "outbox stats", "version",
 }
@@ -205,7 +205,7 @@ func TestHelp(t *testing.T) {
 		"outbox adopt":     append([]string{"eventkit outbox adopt [flags]", "--forwarder-group group"}, dbFlags...),
 		"outbox handover":  append([]string{"eventkit outbox handover [flags]", "--forwarder-group group"}, dbFlags...),
 		"dlq":              {"eventkit dlq [command]", "list", "replay"},
-		"dlq list":         append([]string{"eventkit dlq list [flags]", "published back", "never declared"}, dlqFlags...),
+		"dlq list":         append([]string{"eventkit dlq list [flags]", "without taking, moving or changing", "never declared"}, dlqFlags...),
 		"dlq replay":       append([]string{"eventkit dlq replay [flags]"}, dlqFlags...),
 		"version":          {"eventkit version [flags]", "(devel)"},
 	}

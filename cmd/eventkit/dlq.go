@@ -148,11 +148,10 @@ func dlqListCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "list dead letters with their handler, reason and error",
-		Long: "List the dead letters of --topic that match the filters.\n\n" +
-			"The topic is read with the group, as dlq replay reads it: every message taken is published back\n" +
-			"to the dead-letter topic and acked, so nothing is lost, but RabbitMQ moves it to the back of\n" +
-			"the queue, and on Kafka and SQL the log gets a copy appended while the group moves past the\n" +
-			"original. A missing dead-letter topic is reported, never declared.",
+		Long: "List the dead letters of --topic that match the filters, without taking, moving or changing\n" +
+			"any: they are browsed (RabbitMQ: taken unacked and given back in place, marked redelivered;\n" +
+			"Kafka: read from the group's offset outside the group; SQL: plain SELECTs). A missing\n" +
+			"dead-letter topic is reported, never declared.",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := d.check(cmd); err != nil {
@@ -164,7 +163,7 @@ func dlqListCmd() *cobra.Command {
 				return err
 			}
 			defer t.Close()
-			dead, err := middleware.ListDLQ(ctx, t.Subscriber, t.Publisher(), d.config())
+			dead, res, err := middleware.BrowseDLQ(ctx, t.Browse, d.config())
 			if err != nil {
 				return err
 			}
@@ -188,7 +187,10 @@ func dlqListCmd() *cobra.Command {
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "%d dead letter(s) listed from %s (group %s), each put back", len(dead), d.topic, d.group)
+			fmt.Fprintf(out, "%d dead letter(s) listed from %s (group %s) of %d message(s) read, nothing taken or changed", len(dead), d.topic, d.group, res.Scanned)
+			if res.Invalid > 0 {
+				fmt.Fprintf(out, "; %d message(s) there are not dead letters", res.Invalid)
+			}
 			if d.limit > 0 && len(dead) == d.limit {
 				fmt.Fprintf(out, "; --limit %d reached, there may be more", d.limit)
 			}

@@ -182,7 +182,10 @@ func TestDLQCommandsOnLogTransports(t *testing.T) {
 		code, out, errOut := eventkit(t, "dlq", "list", "--transport", s.url, "--topic", dlq, "--idle", s.idle)
 		require.Equal(t, exitOK, code, errOut)
 		assert.Contains(t, out, "cannot handle this")
-		assert.Contains(t, out, "\n2 dead letter(s) listed from "+dlq+" (group "+dlqGroup+"), each put back\n")
+		assert.Contains(t, out, "\n2 dead letter(s) listed from "+dlq+" (group "+dlqGroup+") of 2 message(s) read, nothing taken or changed\n")
+		// Listing again shows the same, in the same order: nothing was taken or appended.
+		_, again, _ := eventkit(t, "dlq", "list", "--transport", s.url, "--topic", dlq, "--idle", s.idle)
+		assert.Equal(t, out, again)
 
 		code, out, errOut = eventkit(t, "dlq", "replay", "--transport", s.url, "--topic", dlq, "--handler", "h1", "--idle", s.idle)
 		require.Equal(t, exitOK, code, errOut)

@@ -27,8 +27,8 @@
 // The reading commands (outbox stats, pending, failed, scheduled; dlq list)
 // create nothing: a missing SQLite file, outbox table or dead-letter topic
 // is reported (exit 1), never created or declared; SQLite is opened
-// read-only. dlq list reads the dead-letter topic as dlq replay does,
-// putting every message back (see middleware.ListDLQ).
+// read-only. dlq list browses the dead-letter topic (middleware.BrowseDLQ,
+// transports.Transport.Browse): it takes, moves and changes nothing.
 //
 // Exit codes: 0 success; 1 the operation failed (database or broker error,
 // missing outbox or dead-letter topic); 2 bad usage (unknown command or
