@@ -23,10 +23,10 @@ import (
 
 	_ "github.com/go-sql-driver/mysql"
 	_ "github.com/lib/pq"
-	_ "modernc.org/sqlite"
 
 	"github.com/b2131a45/eventkit/events"
 	"github.com/b2131a45/eventkit/forwarder"
+	_ "github.com/b2131a45/eventkit/internal/dburl/sqlitedriver"
 	"github.com/b2131a45/eventkit/internal/testenv"
 )
 
@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 		// Re-executed as the relay that TestRelayKilledMidBatch kills.
 		os.Exit(runChildRelay())
 	}
-	goleak.VerifyTestMain(m,
+	testenv.Main(m,
 		// database/sql keeps one opener goroutine per *sql.DB until Close;
 		// tests close theirs in Cleanup, which runs before this check.
 		goleak.IgnoreTopFunction("github.com/rcrowley/go-metrics.(*meterArbiter).tick"),

@@ -3,7 +3,7 @@ package health_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/b2131a45/eventkit/internal/testenv"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testenv.Main(m) }

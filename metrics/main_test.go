@@ -3,9 +3,9 @@ package metrics_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/b2131a45/eventkit/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	testenv.Main(m)
 }

@@ -80,7 +80,7 @@ func TestHealth(t *testing.T) {
 
 	t.Run("postgres pings", func(t *testing.T) {
 		t.Parallel()
-		tr, err := transports.Open(ctx, testenv.PostgresURL())
+		tr, err := transports.Open(ctx, testenv.WithDelayTable(t, testenv.PostgresURL()))
 		if err != nil {
 			testenv.Unavailable(t, "PostgreSQL", err)
 		}

@@ -25,7 +25,7 @@ import (
 func TestMain(m *testing.M) {
 	// Sarama's metrics library starts one process-wide ticker goroutine the
 	// first time a meter is made and never stops it.
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/rcrowley/go-metrics.(*meterArbiter).tick"))
+	testenv.Main(m, goleak.IgnoreTopFunction("github.com/rcrowley/go-metrics.(*meterArbiter).tick"))
 }
 
 // The Subscriber method value is the subscriber constructor eventkit's
@@ -62,8 +62,9 @@ func services() []service {
 			return "kafka://" + strings.Join(kafkatest.Cluster(t).ListenAddrs(), ",") +
 				"?heartbeat_interval=100ms"
 		}},
-		{transports.KindPostgres, ordered, func(*testing.T) string { return testenv.PostgresURL() }},
-		{transports.KindMySQL, ordered, func(*testing.T) string { return testenv.MySQLURL() }},
+		// A delay table of the test's own: the default one is shared.
+		{transports.KindPostgres, ordered, func(t *testing.T) string { return testenv.WithDelayTable(t, testenv.PostgresURL()) }},
+		{transports.KindMySQL, ordered, func(t *testing.T) string { return testenv.WithDelayTable(t, testenv.MySQLURL()) }},
 	}
 }
 

@@ -1,16 +1,24 @@
-// Package testenv gives tests the URLs of the real services they run against
-// and the rule for a missing service: skip when CI is unset, fail under CI.
+// Package testenv gives tests the URLs of the real services they run against,
+// the rule for a missing service (skip when CI is unset, fail under CI), and
+// names of their own, from which every object a test makes on a service
+// derives its name: Main removes those objects after the package's tests.
 package testenv
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Service URLs. Each is read from its environment variable, with the local
@@ -31,8 +39,16 @@ func AMQPURL() string {
 
 // AMQPFaultURL is the RabbitMQ node that fault-injection tests stop and
 // start (.ci/rabbitmq-fault-node starts it), so that the shared node of
-// every other test stays up.
+// every other test stays up. Main sweeps it in the processes that ask.
 func AMQPFaultURL() string {
+	markFault()
+	return faultURL()
+}
+
+// faultUsed is whether this process asked for AMQPFaultURL.
+var faultUsed atomic.Bool
+
+func faultURL() string {
 	return env("EVENTKIT_AMQP_FAULT_URL", "amqp://guest:guest@127.0.0.1:5673/")
 }
 
@@ -63,24 +79,47 @@ func Unavailable(t testing.TB, service string, err error) {
 // once would break each other's outage.
 func LockFaultNode(t testing.TB) {
 	t.Helper()
+	unlock, err := lockFaultNode(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unlock)
+}
+
+// lockFaultNode takes the lock of LockFaultNode, waiting until ctx ends.
+func lockFaultNode(ctx context.Context) (unlock func(), err error) {
 	f, err := os.OpenFile(filepath.Join(os.TempDir(), "eventkit-fault-node.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		t.Fatalf("open the fault node's lock: %v", err)
+		return nil, fmt.Errorf("open the fault node's lock: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		_ = f.Close()
-		t.Fatalf("lock the fault node: %v", err)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() {
+				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+				_ = f.Close()
+			}, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			_ = f.Close()
+			return nil, fmt.Errorf("lock the fault node: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			_ = f.Close()
+			return nil, fmt.Errorf("lock the fault node: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	t.Cleanup(func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		_ = f.Close()
-	})
 }
 
 var unsafe = regexp.MustCompile(`[^a-z0-9]+`)
 
 // Name returns a name unique to this test run, safe for topics, tables,
-// queues and consumer groups: prefix, the test name, and random hex.
+// queues and consumer groups: prefix, the test name, and random hex. The
+// process records it: Main removes every object whose name contains it, so
+// names derived from it (watermill_<name>, <name>_<group>, <name>.dlq)
+// must keep it whole.
 func Name(t testing.TB, prefix string) string {
 	t.Helper()
 	b := make([]byte, 4)
@@ -89,7 +128,24 @@ func Name(t testing.TB, prefix string) string {
 	if len(n) > 24 {
 		n = n[len(n)-24:]
 	}
-	return strings.Trim(prefix+"_"+n, "_") + "_" + hex.EncodeToString(b)
+	return Track(strings.Trim(prefix+"_"+n, "_") + "_" + hex.EncodeToString(b))
+}
+
+// WithDelayTable returns the postgres:// or mysql:// transport URL rawURL
+// with a delay table of t's own (the delay_table option, a Name). A SQL
+// subscriber creates its delay table on Subscribe; the default one,
+// eventkit_delayed, would be shared by every test process at once, and
+// left behind, as no sweep may drop it while another package runs.
+func WithDelayTable(t testing.TB, rawURL string) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatalf("transport URL: %v", err)
+	}
+	q := u.Query()
+	q.Set("delay_table", Name(t, "delayed"))
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 func env(key, def string) string {

@@ -7,15 +7,15 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/b2131a45/eventkit/events"
+	"github.com/b2131a45/eventkit/internal/testenv"
 	"github.com/b2131a45/eventkit/transports/memory"
 	"github.com/b2131a45/eventkit/transports/transporttest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	testenv.Main(m)
 }
 
 func newTransport(t *testing.T, cfg memory.Config) *memory.Transport {

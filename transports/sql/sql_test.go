@@ -23,7 +23,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
+	testenv.Main(m,
 		// Watermill's universal suite fans several subscribers into one channel
 		// (internal/subscriber.multiplier) with goroutines that block forever
 		// once the test stops reading; an at-least-once redelivery after the
@@ -60,11 +60,12 @@ func withQuery(t *testing.T, raw, extra string) string {
 	return u.String()
 }
 
-// source returns the database's source with test timings, or stops the
-// test when the database is unreachable (a failure under CI).
+// source returns the database's source with test timings and a delay
+// table of the test's own, or stops the test when the database is
+// unreachable (a failure under CI).
 func source(t *testing.T, db database) sql.Source {
 	t.Helper()
-	src, err := sql.ParseURL(withQuery(t, db.url, "poll_interval=10ms&resend_interval=10ms&ack_deadline=3s&max_open_conns=8"))
+	src, err := sql.ParseURL(withQuery(t, testenv.WithDelayTable(t, db.url), "poll_interval=10ms&resend_interval=10ms&ack_deadline=3s&max_open_conns=8"))
 	require.NoError(t, err)
 	tr, err := src.Open(context.Background())
 	if err != nil {
@@ -131,8 +132,9 @@ func TestUniversal(t *testing.T) {
 				ExactlyOnceDelivery: false,
 				// 50 subscribers of one group serialize on its offsets row.
 				ForceShort: true,
+				// Recorded for testenv.Main to drop their tables.
 				GenerateTopicFunc: func(tctx tests.TestContext) string {
-					return "u_" + strings.ReplaceAll(string(tctx.TestID), "-", "")
+					return testenv.Track("u_" + strings.ReplaceAll(string(tctx.TestID), "-", ""))
 				},
 			}, func(t *testing.T) (message.Publisher, message.Subscriber) {
 				return withGroup(t, "test")
