@@ -1,7 +1,10 @@
 // Package compose checks docker-compose.yml and its Kafka override without a
 // Docker engine: every service builds or pulls, ports do not clash, every
 // URL points at a service that is started, healthy and listening there,
-// and dependencies start in order.
+// dependencies start in order, each service waits for exactly what its URLs
+// point at (the Kafka variant for nothing of RabbitMQ's), and the broker a
+// variant does not use does not start. The files are merged by the compose
+// spec's rules, !override and !reset included.
 package compose
 
 import (
@@ -37,39 +40,140 @@ type service struct {
 	} `yaml:"healthcheck"`
 }
 
-// load reads the compose files, merged as docker compose merges them
-// (mappings merge key by key, sequences and scalars are replaced).
+// load reads the compose files, merged as docker compose merges them (the
+// compose spec's merge rules): mappings merge key by key; sequences are
+// appended, except command, entrypoint and healthcheck.test, which the
+// later file replaces; a value tagged !override replaces the earlier one
+// whole, and !reset removes it. The tags matter: an override cannot drop a
+// key of depends_on by leaving it out.
 func load(t *testing.T, files ...string) map[string]service {
 	t.Helper()
-	var merged map[string]any
+	var merged any
 	for _, f := range files {
 		raw, err := os.ReadFile(filepath.Join(root, f))
 		require.NoError(t, err)
+		var node yaml.Node
+		require.NoError(t, yaml.Unmarshal(raw, &node), f)
+		tags := map[string]string{}
+		collectTags(&node, "", tags)
 		var doc map[string]any
-		require.NoError(t, yaml.Unmarshal(raw, &doc), f)
-		merged = merge(merged, doc).(map[string]any)
+		require.NoError(t, node.Decode(&doc), f)
+		merged = merge(merged, doc, "", tags)
 	}
-	out, err := yaml.Marshal(merged["services"])
+	out, err := yaml.Marshal(merged.(map[string]any)["services"])
 	require.NoError(t, err)
 	var services map[string]service
 	require.NoError(t, yaml.Unmarshal(out, &services))
 	return services
 }
 
-func merge(a, b any) any {
-	am, aok := a.(map[string]any)
-	bm, bok := b.(map[string]any)
-	if !aok || !bok {
+// collectTags records the !override and !reset tags of a document by path
+// ("services.orders.depends_on"). yaml.v3 drops unknown tags when it
+// decodes into a map, so they are read from the node tree.
+func collectTags(n *yaml.Node, path string, tags map[string]string) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			collectTags(c, path, tags)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, value := n.Content[i], n.Content[i+1]
+			p := key.Value
+			if path != "" {
+				p = path + "." + key.Value
+			}
+			if value.Tag == "!override" || value.Tag == "!reset" {
+				tags[p] = value.Tag
+			}
+			collectTags(value, p, tags)
+		}
+	}
+}
+
+// replaced are the sequences a later file replaces instead of appending to
+// (the spec's "shell commands"), by their path under a service.
+var replaced = regexp.MustCompile(`^services\.[^.]+\.(command|entrypoint|healthcheck\.test)$`)
+
+func merge(a, b any, path string, tags map[string]string) any {
+	switch tags[path] {
+	case "!override":
+		return b
+	case "!reset":
+		return nil
+	}
+	switch bv := b.(type) {
+	case map[string]any:
+		am, ok := a.(map[string]any)
+		if !ok {
+			am = map[string]any{}
+		}
+		out := map[string]any{}
+		for k, v := range am {
+			out[k] = v
+		}
+		for k, v := range bv {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			if m := merge(out[k], v, p, tags); m != nil || tags[p] != "!reset" {
+				out[k] = m
+			} else {
+				delete(out, k)
+			}
+		}
+		return out
+	case []any:
+		as, ok := a.([]any)
+		if !ok || replaced.MatchString(path) {
+			return bv
+		}
+		return append(append([]any{}, as...), bv...)
+	default:
 		return b
 	}
-	out := map[string]any{}
-	for k, v := range am {
-		out[k] = v
+}
+
+func TestMerge(t *testing.T) {
+	t.Parallel()
+	base := map[string]any{"services": map[string]any{"a": map[string]any{
+		"depends_on": map[string]any{"x": 1, "y": 1},
+		"command":    []any{"run"},
+		"profiles":   []any{"p"},
+		"ports":      []any{"1:1"},
+	}}}
+	over := map[string]any{"services": map[string]any{"a": map[string]any{
+		"depends_on": map[string]any{"z": 1},
+		"command":    []any{"serve"},
+		"profiles":   []any{"q"},
+		"ports":      []any{"2:2"},
+	}}}
+	for name, tc := range map[string]struct {
+		tags map[string]string
+		want map[string]any
+	}{
+		"mappings merge, sequences append, commands are replaced": {
+			tags: map[string]string{},
+			want: map[string]any{"depends_on": map[string]any{"x": 1, "y": 1, "z": 1}, "command": []any{"serve"},
+				"profiles": []any{"p", "q"}, "ports": []any{"1:1", "2:2"}},
+		},
+		"!override replaces": {
+			tags: map[string]string{"services.a.depends_on": "!override", "services.a.ports": "!override"},
+			want: map[string]any{"depends_on": map[string]any{"z": 1}, "command": []any{"serve"},
+				"profiles": []any{"p", "q"}, "ports": []any{"2:2"}},
+		},
+		"!reset removes": {
+			tags: map[string]string{"services.a.profiles": "!reset"},
+			want: map[string]any{"depends_on": map[string]any{"x": 1, "y": 1, "z": 1}, "command": []any{"serve"},
+				"ports": []any{"1:1", "2:2"}},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := merge(base, over, "", tc.tags).(map[string]any)["services"].(map[string]any)["a"]
+			assert.Equal(t, tc.want, got)
+		})
 	}
-	for k, v := range bm {
-		out[k] = merge(out[k], v)
-	}
-	return out
 }
 
 // containerPort returns the container side of a "host:container" mapping.
@@ -147,6 +251,8 @@ func check(t *testing.T, services map[string]service, broker string) {
 			tr := endpoint(t, services, s, "TRANSPORT_URL")
 			assert.Equal(t, broker, tr, "TRANSPORT_URL")
 			assert.Equal(t, "postgres", endpoint(t, services, s, "DATABASE_URL"))
+			assert.ElementsMatch(t, []string{broker, "postgres"}, keys(s.DependsOn),
+				"%s must wait for what its URLs point at, and nothing else", app)
 
 			db, err := url.Parse(s.Environment["DATABASE_URL"])
 			require.NoError(t, err)
@@ -161,6 +267,30 @@ func check(t *testing.T, services map[string]service, broker string) {
 			assert.Contains(t, string(initdb), "CREATE SCHEMA IF NOT EXISTS "+schema+";", "schema %s is never created", schema)
 		})
 	}
+
+	t.Run("cli wiring", func(t *testing.T) {
+		s, ok := services["cli"]
+		require.True(t, ok)
+		assert.Equal(t, broker, endpoint(t, services, s, "EVENTKIT_TRANSPORT"), "EVENTKIT_TRANSPORT")
+		assert.Equal(t, "postgres", endpoint(t, services, s, "EVENTKIT_DB"), "EVENTKIT_DB")
+		assert.ElementsMatch(t, []string{broker, "postgres"}, keys(s.DependsOn), "the cli must wait for what its URLs point at, and nothing else")
+	})
+
+	t.Run("the other broker does not start", func(t *testing.T) {
+		for _, other := range []string{"rabbitmq", "kafka"} {
+			if s, ok := services[other]; ok && other != broker {
+				assert.NotEmpty(t, s.Profiles, "%s starts with `docker compose up` though the services use %s", other, broker)
+			}
+		}
+	})
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
 
 // endpoint checks that the URL in env var key points at a service the app

@@ -30,7 +30,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
+	testenv.Main(m,
 		// Sarama's process-wide metrics ticker (rcrowley/go-metrics) never stops.
 		goleak.IgnoreTopFunction("github.com/rcrowley/go-metrics.(*meterArbiter).tick"),
 	)
@@ -64,12 +64,16 @@ func pgSchema(t *testing.T) string {
 
 func TestOrderBecomesPaymentOverRabbitMQ(t *testing.T) {
 	t.Parallel()
-	tr, err := transports.Open(context.Background(), testenv.AMQPURL())
+	// The services' topics and queues have fixed names: a vhost of the
+	// test's own keeps them apart from other runs' (and from the services
+	// of docker-compose), and removes them when the test ends.
+	amqpURL := testenv.AMQPVhost(t)
+	tr, err := transports.Open(context.Background(), amqpURL)
 	if err != nil {
 		testenv.Unavailable(t, "RabbitMQ", err)
 	}
 	require.NoError(t, tr.Close())
-	flow(t, testenv.AMQPURL(), pgSchema(t))
+	flow(t, amqpURL, pgSchema(t))
 }
 
 func TestOrderBecomesPaymentOverKafka(t *testing.T) {

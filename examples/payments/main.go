@@ -20,7 +20,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := sample.RunPayments(ctx, sample.ServiceConfigFromEnv()); err != nil {
-		fmt.Fprintln(os.Stderr, "payments:", err)
+		fmt.Fprintln(os.Stderr, err) // it names the service
 		os.Exit(1)
 	}
 }

@@ -15,6 +15,12 @@
 // in the dead-letter queue. Each hop is printed with its event id,
 // correlation id and causation id, then a summary. It exits 0 when the story
 // completed, 1 otherwise.
+//
+// Its topics, consumer groups and tables are its own, prefixed "quickstart"
+// (sample.QuickstartNamespace: quickstart.orders.order_created,
+// quickstart.inventory.reserve-stock, quickstart_orders_outbox…), so it runs
+// on the broker and database of the sample services while they run, without
+// taking their events or they its.
 package main
 
 import (
@@ -80,7 +86,10 @@ func run(ctx context.Context, out io.Writer, transportURL, dbURL string, timeout
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "eventkit quickstart: transport %s, database %s\n\n", t, redacted(dbURL))
+	ns := sample.QuickstartNamespace
+	fmt.Fprintf(out, "eventkit quickstart: transport %s, database %s\n", t, redacted(dbURL))
+	fmt.Fprintf(out, "names of its own, apart from the sample services': topics %s.*, consumer groups %s.*, tables %s\n\n",
+		ns, ns, ns.Table("*"))
 
 	var printMu sync.Mutex
 	var handled atomic.Int64
@@ -98,13 +107,13 @@ func run(ctx context.Context, out io.Writer, transportURL, dbURL string, timeout
 	}
 
 	// The relay of orders publishes the first OrderCreated twice.
-	dup := &duplicatingPublisher{Publisher: t.Publisher(), topic: sample.OrderCreatedName, onDuplicate: func(id string) {
+	dup := &duplicatingPublisher{Publisher: t.Publisher(), topic: ns.Topic(sample.OrderCreatedName), onDuplicate: func(id string) {
 		printMu.Lock()
 		defer printMu.Unlock()
 		fmt.Fprintf(out, "relay     ⟳ published event=%s again, as after a crash before the outbox marked it; the inbox will drop it\n", id)
 	}}
 	node := func(name string, relayPub message.Publisher) (*sample.Node, error) {
-		return sample.NewNode(ctx, sample.NodeConfig{Name: name, DB: db, Transport: t, Registry: reg, RelayPublisher: relayPub})
+		return sample.NewNode(ctx, sample.NodeConfig{Name: name, Namespace: ns, DB: db, Transport: t, Registry: reg, RelayPublisher: relayPub})
 	}
 	on, err := node("orders", dup)
 	if err != nil {
@@ -191,7 +200,7 @@ func run(ctx context.Context, out io.Writer, transportURL, dbURL string, timeout
 		}
 	}
 
-	dlqTopic := middleware.DeadLetterTopic(sample.OrderCreatedName)
+	dlqTopic := middleware.DeadLetterTopic(ns.Topic(sample.OrderCreatedName))
 	thisRun := func(d middleware.DeadLetter) bool { return d.EventID == poisonID.Load() }
 	dead, err := middleware.ListDLQ(ctx, t.Subscriber, t.Publisher(), middleware.ReplayConfig{
 		Topic: dlqTopic, Filter: thisRun, IdleTimeout: time.Second, Logger: quiet()})

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	neturl "net/url"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/b2131a45/eventkit/examples/internal/sample"
 	"github.com/b2131a45/eventkit/internal/dburl"
 	"github.com/b2131a45/eventkit/internal/kafkatest"
 	"github.com/b2131a45/eventkit/internal/testenv"
@@ -18,7 +20,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
+	testenv.Main(m,
 		// Sarama's process-wide metrics ticker (rcrowley/go-metrics) never stops.
 		goleak.IgnoreTopFunction("github.com/rcrowley/go-metrics.(*meterArbiter).tick"),
 	)
@@ -38,6 +40,9 @@ func check(t *testing.T, transportURL, dbURL string) {
 		"relay     ⟳ published event=",
 		"reason=permanent",
 		"1 duplicate removed, 1 dead letter; SKU-1 stock 10 → 8",
+		// names of its own, apart from the sample services'
+		"dead letters in quickstart.orders.order_created.dlq:",
+		"handler=quickstart.inventory.reserve-stock",
 	} {
 		assert.Contains(t, s, want)
 	}
@@ -52,7 +57,11 @@ func TestQuickstartOnEmbeddedDefaults(t *testing.T) {
 
 func TestQuickstartOnRabbitMQAndPostgres(t *testing.T) {
 	t.Parallel()
-	tr, err := transports.Open(context.Background(), testenv.AMQPURL())
+	// The quickstart's topics are the event names: a vhost of the test's
+	// own keeps its queues and exchanges apart from other runs', and
+	// removes them when the test ends.
+	amqpURL := testenv.AMQPVhost(t)
+	tr, err := transports.Open(context.Background(), amqpURL)
 	if err != nil {
 		testenv.Unavailable(t, "RabbitMQ", err)
 	}
@@ -67,7 +76,7 @@ func TestQuickstartOnRabbitMQAndPostgres(t *testing.T) {
 	_, err = db.Exec(`CREATE SCHEMA ` + schema)
 	require.NoError(t, err)
 	defer db.Exec(`DROP SCHEMA ` + schema + ` CASCADE`)
-	check(t, testenv.AMQPURL(), withParam(testenv.PostgresURL(), "search_path="+schema))
+	check(t, amqpURL, withParam(testenv.PostgresURL(), "search_path="+schema))
 }
 
 func TestQuickstartOnKafkaAndMariaDB(t *testing.T) {
@@ -82,9 +91,77 @@ func TestQuickstartOnKafkaAndMariaDB(t *testing.T) {
 	_, err = db.Exec(`CREATE DATABASE ` + name)
 	require.NoError(t, err)
 	defer db.Exec(`DROP DATABASE ` + name)
-	url := strings.Replace(testenv.MySQLURL(), "/test", "/"+name, 1)
+	u, err := neturl.Parse(testenv.MySQLURL()) // EVENTKIT_MYSQL_URL may name any database
+	require.NoError(t, err)
+	u.Path = "/" + name
+	url := u.String()
 	cluster := kafkatest.Cluster(t)
 	check(t, "kafka://"+strings.Join(cluster.ListenAddrs(), ","), url)
+}
+
+// TestQuickstartBesideTheSampleServices runs the quickstart on the broker
+// and the database of a running sample inventory service, as a user does
+// who tries the quickstart while docker compose runs: with topics, consumer
+// groups and tables of its own, neither takes the other's events or rows.
+// (With the sample services' names the inventory service consumed the
+// quickstart's OrderCreated events from the same queue, and the story never
+// completed.)
+func TestQuickstartBesideTheSampleServices(t *testing.T) {
+	t.Parallel()
+	for name, broker := range map[string]func(t *testing.T, dbURL string) string{
+		// The sample services' names are fixed: a vhost of the test's own
+		// keeps them from other runs on the broker, and goes with the test.
+		"RabbitMQ":   func(t *testing.T, _ string) string { return testenv.AMQPVhost(t) },
+		"PostgreSQL": func(t *testing.T, dbURL string) string { return testenv.WithDelayTable(t, dbURL) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dbURL := pgSchema(t) // one database for both, as in docker-compose.yml
+			transportURL := broker(t, dbURL)
+
+			ctx, cancel := context.WithCancel(context.Background())
+			ready, done := make(chan struct{}), make(chan error, 1)
+			go func() {
+				done <- sample.RunInventory(ctx, sample.ServiceConfig{
+					TransportURL: transportURL, DatabaseURL: dbURL, HTTPAddr: "127.0.0.1:0",
+					Logger: quiet(), Ready: func(string) { close(ready) },
+				})
+			}()
+			t.Cleanup(func() {
+				cancel()
+				assert.NoError(t, <-done, "the sample inventory service")
+			})
+			select {
+			case <-ready:
+			case err := <-done:
+				t.Fatalf("the sample inventory service did not start: %v", err)
+			case <-time.After(60 * time.Second):
+				t.Fatal("the sample inventory service did not start")
+			}
+			check(t, transportURL, dbURL)
+		})
+	}
+}
+
+// pgSchema returns a DATABASE_URL for a fresh PostgreSQL schema of the test's
+// own, dropped when the test ends.
+func pgSchema(t *testing.T) string {
+	t.Helper()
+	db, err := dburl.Open(testenv.PostgresURL())
+	require.NoError(t, err)
+	if err := db.Ping(); err != nil {
+		db.Close()
+		testenv.Unavailable(t, "PostgreSQL", err)
+	}
+	schema := testenv.Name(t, "qs")
+	_, err = db.Exec(`CREATE SCHEMA ` + schema)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, err := db.Exec(`DROP SCHEMA ` + schema + ` CASCADE`)
+		assert.NoError(t, err, "drop the test's schema")
+		db.Close()
+	})
+	return withParam(testenv.PostgresURL(), "search_path="+schema)
 }
 
 func withParam(url, param string) string {

@@ -18,6 +18,22 @@ import (
 // Unavailable.
 var ErrNotConnected error = errs.Unavailable("amqp: not connected")
 
+// ErrAccessRefused wraps the dial error when the broker refuses the URL's
+// user: a wrong user or password (AMQP 403 ACCESS_REFUSED), or a SASL
+// mechanism the broker does not offer. It is not a broker outage and does
+// not heal by itself: Open returns it from its one attempt, without
+// retrying, and a later dial (Config.ReconnectInterval after the failed
+// one) succeeds only once the credentials or the user are fixed. By the outbox relay's convention it
+// is Unavailable, not Permanent: the messages are not at fault, so a relay
+// keeps them and pauses instead of spending their attempts.
+//
+// RabbitMQ answers a refused login only after a deliberate delay of 3 s
+// (its anti-brute-force "silent close delay"), because amqp091-go does not
+// announce the authentication_failure_close capability that would make it
+// answer at once: a wrong password takes 3 s to fail where a closed port
+// fails at once.
+var ErrAccessRefused error = errs.Unavailable("amqp: access refused")
+
 // connector holds one connection and dials it again, on demand, after it
 // was lost. It starts no goroutine of its own.
 type connector struct {
@@ -31,6 +47,11 @@ type connector struct {
 	lastErr  error            // the last dial error, until a dial succeeds
 	lastDial time.Time
 	closed   bool
+	// connected is set once a dial succeeded. Until then every dial error
+	// goes to the caller that asked for the connection (NewPublisher,
+	// Subscriber, Health) and is not logged, so that it is reported once;
+	// after a loss, the first failed reconnection is logged.
+	connected bool
 }
 
 func newConnector(cfg Config, name string, logger *slog.Logger) *connector {
@@ -62,25 +83,39 @@ func (c *connector) get(ctx context.Context) (*amqp.Connection, error) {
 		c.conn = nil
 	}
 	if c.lastErr != nil && time.Since(c.lastDial) < c.cfg.ReconnectInterval {
-		return nil, fmt.Errorf("%w: %w", ErrNotConnected, c.lastErr)
+		return nil, c.lastErr
 	}
 
 	c.lastDial = time.Now()
 	conn, err := c.dial(ctx)
 	if err != nil {
-		if c.lastErr == nil {
-			c.logger.Warn("amqp dial failed", "err", err)
+		err = c.dialError(err)
+		if c.connected && c.lastErr == nil {
+			c.logger.Warn("amqp reconnection failed", "err", err)
 		}
 		c.lastErr = err
-		return nil, fmt.Errorf("%w: %w", ErrNotConnected, err)
+		return nil, err
 	}
-	if c.lastErr != nil {
+	if c.lastErr != nil && c.connected {
 		c.logger.Info("amqp connection restored")
 	}
 	c.lastErr = nil
+	c.connected = true
 	c.conn = conn
 	c.closes = conn.NotifyClose(make(chan *amqp.Error, 1))
 	return conn, nil
+}
+
+// dialError classifies a dial error: ErrAccessRefused when the broker
+// refused the user, ErrNotConnected otherwise.
+func (c *connector) dialError(err error) error {
+	var ae *amqp.Error
+	if !errors.As(err, &ae) || ae.Code != amqp.AccessRefused {
+		return fmt.Errorf("%w: %w", ErrNotConnected, err)
+	}
+	uri, _ := amqp.ParseURI(c.cfg.URL) // Config.validate parsed it
+	return fmt.Errorf("%w for user %q: check the user and password in the URL "+
+		"(RabbitMQ answers a refused login after a deliberate 3 s delay): %w", ErrAccessRefused, uri.Username, err)
 }
 
 func (c *connector) dial(ctx context.Context) (*amqp.Connection, error) {

@@ -12,14 +12,15 @@ import (
 )
 
 // Transport bundles a Publisher and the Subscribers of any number of
-// consumer groups.
+// consumer groups, and the client that Health reuses.
 type Transport struct {
-	cfg   Config
-	pub   *Publisher
-	owned message.Publisher
-	subs  *handle.Subscribers
-	once  sync.Once
-	err   error
+	cfg    Config
+	pub    *Publisher
+	owned  message.Publisher
+	subs   *handle.Subscribers
+	health *healthClient
+	once   sync.Once
+	err    error
 }
 
 // New validates cfg, connects the publisher and returns the transport.
@@ -30,10 +31,11 @@ func New(cfg Config) (*Transport, error) {
 	}
 	secrets := redact.New(cfg.Password)
 	return &Transport{
-		cfg:   cfg,
-		pub:   pub,
-		owned: handle.Owned(pub, secrets),
-		subs:  handle.NewSubscribers(secrets),
+		cfg:    cfg,
+		pub:    pub,
+		owned:  handle.Owned(pub, secrets),
+		subs:   handle.NewSubscribers(secrets),
+		health: newHealthClient(cfg, secrets),
 	}, nil
 }
 
@@ -65,11 +67,11 @@ func (t *Transport) Subscriber(group string) (message.Subscriber, error) {
 	return t.subs.Add(sub)
 }
 
-// Close closes the subscribers, then the publisher. It is safe to call more
-// than once.
+// Close closes the subscribers, then the publisher, then Health's client
+// (waiting for a Health call in flight). It is safe to call more than once.
 func (t *Transport) Close() error {
 	t.once.Do(func() {
-		t.err = errors.Join(t.subs.CloseAll(), t.pub.Close())
+		t.err = errors.Join(t.subs.CloseAll(), t.pub.Close(), t.health.close())
 	})
 	return t.err
 }

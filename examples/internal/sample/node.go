@@ -27,14 +27,18 @@ import (
 type NodeConfig struct {
 	// Name is the service name: the events' source, and the prefix of its
 	// outbox and inbox tables.
-	Name      string
+	Name string
+	// Namespace prefixes the node's topics, consumer groups and tables (see
+	// Namespace). Defaults to "": the sample services' names.
+	Namespace Namespace
 	DB        *sql.DB
 	Transport *transports.Transport
 	Registry  *events.Registry
 	// RelayPublisher, if set, is what the relay publishes with instead of
 	// Transport.Publisher() (the quickstart wraps it to show a duplicate).
 	RelayPublisher message.Publisher
-	// Logger receives the library logs. Defaults to discarding.
+	// Logger receives the library logs and the services' own: one INFO
+	// line per event handled and per order placed. Defaults to discarding.
 	Logger *slog.Logger
 }
 
@@ -46,6 +50,8 @@ type NodeConfig struct {
 // registered in Prometheus, served at /metrics by the services.
 type Node struct {
 	Name      string
+	Namespace Namespace
+	Logger    *slog.Logger
 	DB        *sql.DB
 	Dialect   forwarder.Dialect
 	Outbox    *forwarder.Outbox
@@ -66,22 +72,26 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	if cfg.Name == "" || cfg.DB == nil || cfg.Transport == nil || cfg.Registry == nil {
 		return nil, errors.New("sample: NodeConfig needs Name, DB, Transport and Registry")
 	}
+	if err := cfg.Namespace.validate(); err != nil {
+		return nil, err
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{Name: cfg.Name, DB: cfg.DB}
+	ns := cfg.Namespace
+	n := &Node{Name: cfg.Name, Namespace: ns, Logger: cfg.Logger, DB: cfg.DB}
 	var err error
 	n.Outbox, err = forwarder.NewOutbox(cfg.DB, forwarder.OutboxConfig{
-		Registry: cfg.Registry, Source: cfg.Name, Name: cfg.Name + "_outbox", Logger: cfg.Logger,
+		Registry: cfg.Registry, Source: cfg.Name, Name: ns.Table(cfg.Name + "_outbox"), Topic: ns.Topic, Logger: cfg.Logger,
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s outbox: %w", cfg.Name, err)
 	}
 	if err := n.Outbox.Setup(ctx); err != nil {
 		return nil, fmt.Errorf("%s outbox: %w", cfg.Name, err)
 	}
 	n.Dialect = n.Outbox.Dialect()
-	inboxCfg := middleware.InboxConfig{Table: cfg.Name + "_inbox"}
+	inboxCfg := middleware.InboxConfig{Table: ns.Table(cfg.Name + "_inbox")}
 	switch n.Dialect {
 	case forwarder.Postgres:
 		n.Inbox, err = middleware.NewPostgresInbox(cfg.DB, inboxCfg)
@@ -91,18 +101,18 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		n.Inbox, err = middleware.NewSQLiteInbox(cfg.DB, inboxCfg)
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s inbox: %w", cfg.Name, err)
 	}
 	if err := n.Inbox.Setup(ctx); err != nil {
 		return nil, fmt.Errorf("%s inbox: %w", cfg.Name, err)
 	}
 	if n.purger, err = middleware.NewPurger(n.Inbox, middleware.PurgerConfig{}); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s inbox purger: %w", cfg.Name, err)
 	}
 	n.Prometheus = prometheus.NewRegistry()
 	n.Prometheus.MustRegister(collectors.NewGoCollector())
 	if n.Metrics, err = metrics.New(n.Prometheus, metrics.Config{ConstLabels: prometheus.Labels{"service": cfg.Name}}); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s metrics: %w", cfg.Name, err)
 	}
 	n.Metrics.WatchOutbox(n.Outbox)
 	relayPub := cfg.RelayPublisher
@@ -110,10 +120,10 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		relayPub = cfg.Transport.Publisher()
 	}
 	if n.Relay, err = forwarder.NewRelay(n.Outbox, relayPub, forwarder.RelayConfig{Logger: cfg.Logger, Observer: n.Metrics}); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s relay: %w", cfg.Name, err)
 	}
 	if n.Router, err = message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NewSlogLogger(cfg.Logger)); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s router: %w", cfg.Name, err)
 	}
 	n.Chain, err = middleware.Default(middleware.DefaultConfig{
 		Publisher:   cfg.Transport.Publisher(),
@@ -125,15 +135,15 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		Observer:    n.Metrics,
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s middleware: %w", cfg.Name, err)
 	}
 	n.Router.AddMiddleware(n.Chain.Middlewares()...)
 	n.Processor, err = cqrs.NewProcessor(n.Router, cfg.Transport.Subscriber, cqrs.ProcessorConfig{
 		DeadLetter: cfg.Transport.Publisher(),
-		Registry:   cfg.Registry, Logger: cfg.Logger, BrokerHealth: cfg.Transport.Health,
+		Registry:   cfg.Registry, Topic: ns.Topic, Logger: cfg.Logger, BrokerHealth: cfg.Transport.Health,
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s processor: %w", cfg.Name, err)
 	}
 	return n, nil
 }
@@ -203,4 +213,36 @@ func (n *Node) Exec(ctx context.Context, query string, args ...any) (sql.Result,
 		return nil, errors.New("sample: Exec outside an InTx handler")
 	}
 	return tx.ExecContext(ctx, n.Q(query), args...)
+}
+
+// add adds a handler to the node's processor.
+func (n *Node) add(h cqrs.Handler) error {
+	if err := n.Processor.AddHandlers(h); err != nil {
+		return fmt.Errorf("%s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// handler returns the cqrs handler named name (in the node's namespace)
+// that runs fn and, when fn succeeds, logs the event at INFO: one line per
+// event handled, with the event's name, id and correlation id. The line
+// is written when the handler returns, in its transaction; the duplicates
+// the inbox drops never reach it, and the events that end in the
+// dead-letter queue are logged there instead, at ERROR.
+func handler[E any](n *Node, name string, fn func(context.Context, *E) error) cqrs.Handler {
+	name = n.Namespace.Handler(name)
+	return cqrs.NewHandler(name, func(ctx context.Context, e *E) error {
+		if err := fn(ctx, e); err != nil {
+			return err
+		}
+		env, _ := events.EnvelopeFromContext(ctx)
+		if env.CorrelationID == "" { // the event started the conversation
+			env.CorrelationID = env.ID
+		}
+		n.Logger.InfoContext(ctx, "event handled",
+			slog.String("service", n.Name), slog.String("handler", name),
+			slog.String("event_name", env.Name), slog.String("event_id", env.ID),
+			slog.String("correlation_id", env.CorrelationID))
+		return nil
+	})
 }

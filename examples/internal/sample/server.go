@@ -67,15 +67,15 @@ func (c ServiceConfig) withDefaults() ServiceConfig {
 
 // RunOrders runs the orders service until ctx ends: POST /orders places an
 // order (order row + OrderCreated in one transaction), GET /orders/{id}
-// shows it, and PaymentProcessed marks it paid.
+// shows it, and PaymentProcessed marks it paid. Its error names the
+// service once, as its first word ("orders: …", "orders relay: …").
 func RunOrders(ctx context.Context, cfg ServiceConfig) error {
 	return serve(ctx, "orders", cfg, func(ctx context.Context, n *Node, mux *http.ServeMux) error {
 		o := &Orders{Node: n}
 		if err := o.Setup(ctx); err != nil {
 			return err
 		}
-		mux.HandleFunc("POST /orders", o.handlePlace)
-		mux.HandleFunc("GET /orders/{id}", o.handleGet)
+		o.Routes(mux)
 		return nil
 	})
 }
@@ -85,21 +85,14 @@ func RunOrders(ctx context.Context, cfg ServiceConfig) error {
 func RunInventory(ctx context.Context, cfg ServiceConfig) error {
 	stock, err := parseStock(cfg.withDefaults().Stock)
 	if err != nil {
-		return err
+		return fmt.Errorf("inventory: %w", err)
 	}
 	return serve(ctx, "inventory", cfg, func(ctx context.Context, n *Node, mux *http.ServeMux) error {
 		i := &Inventory{Node: n}
 		if err := i.Setup(ctx, stock); err != nil {
 			return err
 		}
-		mux.HandleFunc("GET /stock/{sku}", func(w http.ResponseWriter, r *http.Request) {
-			n, err := i.Available(r.Context(), r.PathValue("sku"))
-			if err != nil {
-				httpError(w, http.StatusNotFound, err)
-				return
-			}
-			writeJSON(w, http.StatusOK, map[string]any{"sku": r.PathValue("sku"), "available": n})
-		})
+		i.Routes(mux)
 		return nil
 	})
 }
@@ -115,7 +108,9 @@ func RunPayments(ctx context.Context, cfg ServiceConfig) error {
 
 // serve wires a Node from cfg, lets setup add handlers and routes, and runs
 // the node and the HTTP server (with GET /healthz and GET /metrics) until ctx
-// ends.
+// ends. Every error it returns names the service once, as its first word:
+// serve prefixes its own ("orders: …", "orders http: …"); those of the node
+// and of setup already start with it ("orders outbox: …").
 func serve(ctx context.Context, name string, cfg ServiceConfig, setup func(context.Context, *Node, *http.ServeMux) error) error {
 	cfg = cfg.withDefaults()
 	if cfg.TransportURL == "" || cfg.DatabaseURL == "" {
@@ -133,7 +128,7 @@ func serve(ctx context.Context, name string, cfg ServiceConfig, setup func(conte
 	defer t.Close()
 	reg, err := NewRegistry()
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	n, err := NewNode(ctx, NodeConfig{Name: name, DB: db, Transport: t, Registry: reg, Logger: cfg.Logger})
 	if err != nil {
@@ -152,9 +147,9 @@ func serve(ctx context.Context, name string, cfg ServiceConfig, setup func(conte
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.Prometheus, promhttp.HandlerOpts{}))
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		return fmt.Errorf("%s http: %w", name, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: jsonErrors(mux), ReadHeaderTimeout: 5 * time.Second}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -199,27 +194,35 @@ type placeRequest struct {
 	Items         []OrderItem `json:"items"`
 }
 
+// Routes adds the orders API to mux: POST /orders and GET /orders/{id}.
+// Errors are JSON ({"error": "…"}): 400 for a bad order, 404 for an unknown
+// order, 413 for a body over 1 MiB, 500 (logged, the cause not shown) when
+// the database fails.
+func (o *Orders) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /orders", o.handlePlace)
+	mux.HandleFunc("GET /orders/{id}", o.handleGet)
+}
+
 func (o *Orders) handlePlace(w http.ResponseWriter, r *http.Request) {
 	var req placeRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			httpError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("bad order: the body is larger than %d bytes", tooLarge.Limit))
+			return
+		}
 		httpError(w, http.StatusBadRequest, fmt.Errorf("bad order: %w", err))
 		return
 	}
-	if req.CustomerEmail == "" || len(req.Items) == 0 || req.TotalCents < 0 {
-		httpError(w, http.StatusBadRequest, errors.New("bad order: customer_email, items and a total ≥ 0 are required"))
+	if err := req.validate(); err != nil {
+		httpError(w, http.StatusBadRequest, err)
 		return
-	}
-	for _, it := range req.Items {
-		if it.SKU == "" || it.Quantity <= 0 {
-			httpError(w, http.StatusBadRequest, errors.New("bad order: every item needs a sku and a quantity > 0"))
-			return
-		}
 	}
 	id, err := events.NewID()
 	if err != nil {
-		httpError(w, http.StatusInternalServerError, err)
+		o.internalError(w, r, "could not place the order", err)
 		return
 	}
 	correlation := r.Header.Get("X-Correlation-ID")
@@ -228,19 +231,110 @@ func (o *Orders) handlePlace(w http.ResponseWriter, r *http.Request) {
 	}
 	e := OrderCreated{OrderID: id, CustomerEmail: req.CustomerEmail, TotalCents: req.TotalCents, Items: req.Items}
 	if err := o.Place(events.WithCorrelationID(r.Context(), correlation), e); err != nil {
-		httpError(w, http.StatusInternalServerError, errors.New("could not place the order"))
+		o.internalError(w, r, "could not place the order", err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, map[string]string{"order_id": id, "correlation_id": correlation, "status": "created"})
 }
 
-func (o *Orders) handleGet(w http.ResponseWriter, r *http.Request) {
-	status, err := o.Status(r.Context(), r.PathValue("id"))
-	if err != nil {
-		httpError(w, http.StatusNotFound, errors.New("no such order"))
-		return
+func (req placeRequest) validate() error {
+	if req.CustomerEmail == "" || len(req.Items) == 0 || req.TotalCents < 0 {
+		return errors.New("bad order: customer_email, items and a total ≥ 0 are required")
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"order_id": r.PathValue("id"), "status": status})
+	seen := map[string]bool{}
+	for _, it := range req.Items {
+		if it.SKU == "" || it.Quantity <= 0 {
+			return errors.New("bad order: every item needs a sku and a quantity > 0")
+		}
+		if seen[it.SKU] {
+			// inventory reserves one row per order and SKU
+			return fmt.Errorf("bad order: sku %q is listed twice: give it once with the total quantity", it.SKU)
+		}
+		seen[it.SKU] = true
+	}
+	return nil
+}
+
+func (o *Orders) handleGet(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	status, err := o.Status(r.Context(), id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		httpError(w, http.StatusNotFound, fmt.Errorf("no such order %q", id))
+	case err != nil:
+		o.internalError(w, r, "could not read the order", err)
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"order_id": id, "status": status})
+	}
+}
+
+// Routes adds the inventory API to mux: GET /stock/{sku}, 404 (JSON) for
+// a SKU that is not stocked, 500 (logged, the cause not shown) when the
+// database fails.
+func (i *Inventory) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /stock/{sku}", func(w http.ResponseWriter, r *http.Request) {
+		sku := r.PathValue("sku")
+		n, err := i.Available(r.Context(), sku)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			httpError(w, http.StatusNotFound, fmt.Errorf("no such SKU %q", sku))
+		case err != nil:
+			i.internalError(w, r, "could not read the stock", err)
+		default:
+			writeJSON(w, http.StatusOK, map[string]any{"sku": sku, "available": n})
+		}
+	})
+}
+
+// internalError answers 500 with msg and logs msg with the cause, which the
+// client does not see (it may be a driver's error, naming tables).
+func (n *Node) internalError(w http.ResponseWriter, r *http.Request, msg string, err error) {
+	n.Logger.ErrorContext(r.Context(), msg, slog.String("service", n.Name),
+		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+	httpError(w, http.StatusInternalServerError, errors.New(msg))
+}
+
+// jsonErrors answers, in JSON like the routes, the requests that no route
+// of mux takes: 404 for an unknown path, 405 (with Allow) for a known path
+// and another method.
+func jsonErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		probe := &statusProbe{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		switch probe.code {
+		case http.StatusNotFound:
+			httpError(w, http.StatusNotFound, fmt.Errorf("no route for %s %s", r.Method, r.URL.Path))
+		case http.StatusMethodNotAllowed:
+			w.Header().Set("Allow", probe.header.Get("Allow"))
+			httpError(w, http.StatusMethodNotAllowed, fmt.Errorf("%s %s is not allowed (allowed: %s)", r.Method, r.URL.Path, probe.header.Get("Allow")))
+		default: // a redirect to the clean path
+			mux.ServeHTTP(w, r)
+		}
+	})
+}
+
+// statusProbe records the status a handler answers with and drops the body.
+type statusProbe struct {
+	header http.Header
+	code   int
+}
+
+func (p *statusProbe) Header() http.Header { return p.header }
+
+func (p *statusProbe) WriteHeader(code int) {
+	if p.code == 0 {
+		p.code = code
+	}
+}
+
+func (p *statusProbe) Write(b []byte) (int, error) {
+	p.WriteHeader(http.StatusOK)
+	return len(b), nil
 }
 
 func parseStock(s string) (map[string]int, error) {
