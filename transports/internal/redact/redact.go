@@ -51,12 +51,48 @@ func New(secrets ...string) Secrets {
 // Empty reports whether the set holds no secret.
 func (s Secrets) Empty() bool { return len(s.list) == 0 }
 
-// String returns v with every secret replaced by Mask.
+// shortSecret is the length under which a secret is masked only where it
+// stands alone: a password "x" is not in "Exception".
+const shortSecret = 6
+
+// String returns v with every secret replaced by Mask: everywhere for a
+// secret of shortSecret bytes or more, and for a shorter one wherever it is
+// not part of a longer run of letters and digits.
 func (s Secrets) String(v string) string {
 	for _, secret := range s.list {
-		v = strings.ReplaceAll(v, secret, Mask)
+		if len(secret) >= shortSecret {
+			v = strings.ReplaceAll(v, secret, Mask)
+			continue
+		}
+		v = replaceAlone(v, secret)
 	}
 	return v
+}
+
+// replaceAlone masks the occurrences of secret not adjacent to a letter or
+// digit.
+func replaceAlone(v, secret string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(v, secret)
+		if i < 0 {
+			b.WriteString(v)
+			return b.String()
+		}
+		end := i + len(secret)
+		alone := (i == 0 || !isWordByte(v[i-1])) && (end == len(v) || !isWordByte(v[end]))
+		b.WriteString(v[:i])
+		if alone {
+			b.WriteString(Mask)
+		} else {
+			b.WriteString(secret)
+		}
+		v = v[end:]
+	}
+}
+
+func isWordByte(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
 }
 
 // Error returns err unchanged when its message holds no secret, and

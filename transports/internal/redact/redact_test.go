@@ -75,3 +75,21 @@ func TestLoggerMasks(t *testing.T) {
 		t.Fatalf("log line lost content: %s", out)
 	}
 }
+
+func TestShortSecretsAreMaskedWhereTheyStandAlone(t *testing.T) {
+	s := New("x")
+	for in, want := range map[string]string{
+		"Exception (403)":      "Exception (403)",
+		"amqp://guest:x@host/": "amqp://guest:" + Mask + "@host/",
+		"password x refused":   "password " + Mask + " refused",
+		"x":                    Mask,
+		"box x-ray":            "box " + Mask + "-ray",
+	} {
+		if got := s.String(in); got != want {
+			t.Errorf("String(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := New("s3cret!").String("wrongs3cret!x"); got != "wrong"+Mask+"x" {
+		t.Errorf("a long secret is masked everywhere: %q", got)
+	}
+}
