@@ -143,7 +143,7 @@ func TestRelaySIGKILLedWhileDraining(t *testing.T) {
 	e.start(sqlSink{db: e.db, table: sink}, fastRelay())
 	require.Eventually(t, func() bool { return e.stats().Pending == 0 }, 60*time.Second, 10*time.Millisecond)
 	rows, distinct, foreign := sinkTally(t, e.db, sink, e.ob.Table())
-	t.Logf("%d kills (sink had %d rows at the last), drained in %s: committed %d / delivered %d / duplicates-on-wire %d / effects %d (rolled back %d, delivered from them %d)",
+	testenv.Figure(t, "%d kills (sink had %d rows at the last), drained in %s: committed %d / delivered %d / duplicates-on-wire %d / effects %d (rolled back %d, delivered from them %d)",
 		kills, killedAt, time.Since(start).Round(time.Millisecond), total, distinct, rows-distinct, distinct, rolled, foreign)
 	require.Equal(t, total, distinct, "every committed event delivered")
 	require.Zero(t, foreign, "no event of a rolled-back transaction delivered")
@@ -210,7 +210,7 @@ func TestRelayConnectionsTerminatedMidDrain(t *testing.T) {
 		}
 	}
 	require.NoError(t, rs.Err())
-	t.Logf("%d rounds, %d backends terminated: committed %d / delivered %d / duplicates-on-wire %d / effects %d (rolled back %d)",
+	testenv.Figure(t, "%d rounds, %d backends terminated: committed %d / delivered %d / duplicates-on-wire %d / effects %d (rolled back %d)",
 		kills.Load(), terminated.Load(), committed, delivered, len(broker.messages())-len(seen), len(seen), rolled)
 	require.EqualValues(t, rounds, kills.Load())
 	require.Positive(t, terminated.Load(), "the test killed connections")
@@ -330,7 +330,7 @@ func TestTwoRelaysThreeConsumersKeepPerKeyOrderOnKafka(t *testing.T) {
 		}
 		last[r.key] = r.seq
 	}
-	t.Logf("2 relays (one stopped), 3 consumers (one left): committed %d / delivered %d / duplicates-on-wire %d / effects %d",
+	testenv.Figure(t, "2 relays (one stopped), 3 consumers (one left): committed %d / delivered %d / duplicates-on-wire %d / effects %d",
 		total, len(seen), int(wire.Load())-len(seen), len(seen))
 	require.Len(t, seen, total)
 }

@@ -195,7 +195,7 @@ func TestRelay_RabbitMQStoppedMidDrain(t *testing.T) {
 			twice++
 		}
 	}
-	t.Logf("committed %d / delivered %d / duplicates on wire %d / effects %d (%d twice); outage %s, all handled %s after restart",
+	testenv.Figure(t, "committed %d / delivered %d / duplicates on wire %d / effects %d (%d twice); outage %s, all handled %s after restart",
 		committed, len(onWire), dupsOnWire, len(effects), twice, 10*time.Second, resumedIn.Round(time.Millisecond))
 	require.Equal(t, committed, len(onWire), "delivered")
 	require.Equal(t, committed, len(effects), "effects")

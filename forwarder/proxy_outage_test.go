@@ -120,7 +120,7 @@ func TestBrokerOutageMidDrainRelayAndConsumerResume(t *testing.T) {
 	for _, n := range wire {
 		onWire += n
 	}
-	t.Logf("outage %s (%d handled before it ended): committed %d / delivered %d / duplicates-on-wire %d / effects %d",
+	testenv.Figure(t, "outage %s (%d handled before it ended): committed %d / delivered %d / duplicates-on-wire %d / effects %d",
 		outage, duringOutage, 500, len(wire), onWire-len(wire), len(effects))
 	require.Zero(t, e.stats().Failed)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/b2131a45/eventkit/cqrs"
 	"github.com/b2131a45/eventkit/events"
 	"github.com/b2131a45/eventkit/forwarder"
+	"github.com/b2131a45/eventkit/internal/testenv"
 )
 
 // arrivals is a publisher that records when each event arrived.
@@ -105,7 +106,7 @@ func TestScheduledDelivery(t *testing.T) {
 				require.Less(t, took, 2300*time.Millisecond, "event %d published %s after it was due", seq, took-2*time.Second)
 			}
 			require.Equal(t, []int{10, 1, 2, 3, 4}, broker.seqs(t), "due rows in commit order")
-			t.Logf("%s: scheduled 2s ahead, published after %s", b, func() time.Duration { at, _ := broker.arrival(4); return at.Sub(start) }())
+			testenv.Figure(t, "%s: scheduled 2s ahead, published after %s", b, func() time.Duration { at, _ := broker.arrival(4); return at.Sub(start) }())
 
 			require.Eventually(t, func() bool { return e.stats().Pending == 0 }, 5*time.Second, 5*time.Millisecond)
 			st = e.stats()

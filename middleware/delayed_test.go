@@ -162,7 +162,7 @@ func TestDelayedRetryFreesTheConsumer(t *testing.T) {
 			}
 			calls, otherX := d.calls["x"], d.other["x"]
 			d.mu.Unlock()
-			t.Logf("%s: the failing event succeeded after %s; the 1,000 others finished %s after the start", name, tookX, lastOther.Sub(start))
+			testenv.Figure(t, "%s: the failing event succeeded after %s; the 1,000 others finished %s after the start", name, tookX, lastOther.Sub(start))
 			require.Less(t, lastOther.Sub(start), levels[0], "the others do not wait for the delayed event")
 			require.GreaterOrEqual(t, tookX, levels[0]+levels[1], "two delayed rounds passed")
 			require.Less(t, tookX, levels[0]+levels[1]+10*time.Second)
@@ -285,7 +285,7 @@ func TestDelayedRetrySurvivesRestarts(t *testing.T) {
 		require.Eventually(t, func() bool { _, ok := d.doneAt("x"); return ok }, 30*time.Second, 10*time.Millisecond)
 		at, _ := d.doneAt("x")
 		took := at.Sub(start)
-		t.Logf("amqp: redelivered and handled %s after publishing (delay %s)", took, levels[0])
+		testenv.Figure(t, "amqp: redelivered and handled %s after publishing (delay %s)", took, levels[0])
 		require.GreaterOrEqual(t, took, levels[0])
 		require.Less(t, took, levels[0]+10*time.Second)
 		deleteDelayQueuesAt(t, url, topic, []string{"slow", "other"}, levels)
@@ -306,7 +306,7 @@ func TestDelayedRetrySurvivesRestarts(t *testing.T) {
 		require.Eventually(t, func() bool { _, ok := d.doneAt("x"); return ok }, 30*time.Second, 10*time.Millisecond)
 		at, _ := d.doneAt("x")
 		took := at.Sub(start)
-		t.Logf("kafka: redelivered and handled %s after publishing (delay %s)", took, levels[0])
+		testenv.Figure(t, "kafka: redelivered and handled %s after publishing (delay %s)", took, levels[0])
 		require.GreaterOrEqual(t, took, levels[0])
 		require.Less(t, took, levels[0]+10*time.Second)
 	})

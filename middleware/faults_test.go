@@ -181,7 +181,7 @@ func TestConsumerSIGKILLedMidHandler(t *testing.T) {
 	wire := count("SELECT count(*) FROM " + deliveries)
 	delivered := count("SELECT count(DISTINCT event_id) FROM " + deliveries)
 	effectSum := count("SELECT COALESCE(sum(n), 0) FROM " + effects)
-	t.Logf("%d kills, %s: committed %d / delivered %d / duplicates-on-wire %d / effects %d",
+	testenv.Figure(t, "%d kills, %s: committed %d / delivered %d / duplicates-on-wire %d / effects %d",
 		kills, time.Since(start).Round(time.Millisecond), total, delivered, wire-delivered, effectSum)
 	require.Equal(t, total, delivered)
 	require.Equal(t, total, effectSum, "each effect exactly once")
@@ -281,7 +281,7 @@ func TestConnectionsTerminatedMidHandler(t *testing.T) {
 	require.Eventually(t, func() bool { return count("SELECT count(*) FROM "+effects) == total }, 60*time.Second, 10*time.Millisecond)
 
 	effectSum := count("SELECT COALESCE(sum(n), 0) FROM " + effects)
-	t.Logf("%d kills in the handler, %d rounds in between (%d pooled backends): committed %d / delivered %d / duplicates-on-wire %d / effects %d (retries %d, dead letters %d)",
+	testenv.Figure(t, "%d kills in the handler, %d rounds in between (%d pooled backends): committed %d / delivered %d / duplicates-on-wire %d / effects %d (retries %d, dead letters %d)",
 		inHandler.Load(), between.Load(), pooled.Load(), total, count("SELECT count(*) FROM "+effects), int(wire.Load())-total, effectSum, chain.Retry.Retries(), chain.DeadLettered())
 	require.EqualValues(t, (total+49)/50, inHandler.Load(), "every planned kill landed in its handler")
 	require.Positive(t, pooled.Load(), "pooled connections were killed too")
@@ -368,7 +368,7 @@ func TestGroupCommitConnectionsTerminated(t *testing.T) {
 		require.Positive(t, effects[m.UUID], "event %s handled", m.UUID)
 		sum += effects[m.UUID]
 	}
-	t.Logf("%d kill rounds (%d backends): committed %d / delivered %d / duplicates-on-wire %d / effects %d (retries %d, dead letters %d)",
+	testenv.Figure(t, "%d kill rounds (%d backends): committed %d / delivered %d / duplicates-on-wire %d / effects %d (retries %d, dead letters %d)",
 		rounds.Load(), killed.Load(), total, len(effects), int(wire.Load())-total, sum, chain.Retry.Retries(), chain.DeadLettered())
 	require.Equal(t, total, len(effects))
 	require.Positive(t, killed.Load(), "connections were killed")

@@ -16,12 +16,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/b2131a45/eventkit/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
 	// Sarama's metrics library starts one process-wide ticker goroutine the
 	// first time a meter is made (by the Kafka transport) and never stops it.
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/rcrowley/go-metrics.(*meterArbiter).tick"))
+	testenv.Main(m, goleak.IgnoreTopFunction("github.com/rcrowley/go-metrics.(*meterArbiter).tick"))
 }
 
 // eventkit runs the command in-process and returns its exit code and output.

@@ -154,3 +154,26 @@ func env(key, def string) string {
 	}
 	return def
 }
+
+// FiguresFile is where Figure appends: $EVENTKIT_FIGURES, else
+// eventkit-figures.txt in the temporary directory.
+func FiguresFile() string {
+	return env("EVENTKIT_FIGURES", filepath.Join(os.TempDir(), "eventkit-figures.txt"))
+}
+
+// Figure reports a measured figure of a test (a fault test's committed /
+// delivered / duplicates / effects): with t.Log, which go test shows only
+// with -v, and as a line appended to FiguresFile, which a run of the whole
+// suite leaves to read (.ci/run prints it).
+func Figure(t testing.TB, format string, args ...any) {
+	t.Helper()
+	line := fmt.Sprintf(format, args...)
+	t.Log(line)
+	f, err := os.OpenFile(FiguresFile(), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Logf("figures file: %v", err)
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%s %s: %s\n", time.Now().UTC().Format(time.RFC3339), t.Name(), line)
+}
