@@ -147,6 +147,8 @@ func TestNewBusAndProcessorValidate(t *testing.T) {
 	assert.ErrorContains(t, proc.AddHandlers(cqrs.NewHandler("h1", noop)), "already used")
 	assert.ErrorContains(t, proc.AddHandlers(cqrs.NewHandler("bad name!", noop)), "invalid handler name")
 	assert.ErrorIs(t, proc.AddHandlers(cqrs.NewHandler("h2", func(context.Context, *struct{ Y int }) error { return nil })), events.ErrNotRegistered)
+	// Only the handler added is a subscription; the ones refused are not.
+	assert.Equal(t, []cqrs.Subscription{{Handler: "h1", Event: "orders.order_created", Topic: "orders.order_created"}}, proc.Subscriptions())
 }
 
 // Two hops: orders publishes OrderCreated; inventory handles it and publishes

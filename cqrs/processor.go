@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -68,6 +69,19 @@ type Processor struct {
 
 	mu    sync.Mutex
 	names map[string]bool
+	subsc []Subscription
+}
+
+// Subscription is one handler added to a Processor: the event it consumes
+// and the topic it subscribes to. It is the consumer side of a service's
+// wiring, as contracts.Consume records it.
+type Subscription struct {
+	// Handler is the handler's name, which is its consumer group.
+	Handler string
+	// Event is the registered name of the event it handles.
+	Event string
+	// Topic is the topic it subscribes to (ProcessorConfig.Topic).
+	Topic string
 }
 
 // NewProcessor returns a Processor that adds handlers to router and creates
@@ -151,7 +165,16 @@ func (p *Processor) add(h Handler) (*message.Handler, error) {
 		return nil, fmt.Errorf("cqrs: subscriber for handler %s: %w", name, err)
 	}
 	p.names[name] = true
+	p.subsc = append(p.subsc, Subscription{Handler: name, Event: eventName, Topic: topic})
 	return p.router.AddConsumerHandler(name, topic, sub, p.handlerFunc(h, eventName)), nil
+}
+
+// Subscriptions returns the handlers added so far, in the order they were
+// added.
+func (p *Processor) Subscriptions() []Subscription {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.subsc)
 }
 
 // DeadLettered returns how many messages the processor dead-lettered itself

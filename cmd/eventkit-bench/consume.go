@@ -95,16 +95,17 @@ func (b *bench) consume(ctx context.Context) error {
 	if err := r.ch.ExchangeDeclare(topic, "fanout", true, false, false, false, nil); err != nil {
 		return err
 	}
-	defer func() { _ = r.ch.ExchangeDelete(topic, false, false) }()
+	var queues []string
+	defer func() { b.deleteTopology("consume", queues, []string{topic}) }()
 	for _, c := range consumers {
 		q := topic + "_" + c.group
+		queues = append(queues, q)
 		if err := r.declare(q, nil); err != nil {
 			return err
 		}
 		if err := r.ch.QueueBind(q, "", topic, false, nil); err != nil {
 			return err
 		}
-		defer func() { _, _ = r.ch.QueueDelete(q, false, false, false) }()
 	}
 	pub := brokers.NewAMQP(b.o.amqpURL, true)
 	defer pub.Close()

@@ -59,7 +59,7 @@ func (b *bench) latencyOnce(ctx context.Context, d drainer) (p50, p99 float64, n
 	if err := b.declare(r, topic, nil); err != nil {
 		return 0, 0, 0, 0, err
 	}
-	defer b.undeclare(r, topic)
+	defer b.undeclare(topic)
 
 	total := int(b.o.duration.Seconds() * float64(b.o.rate))
 	committed := make([]time.Time, total)

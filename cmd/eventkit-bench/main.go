@@ -29,8 +29,12 @@
 //	         in-process retry (the backoff slept holding the message) and
 //	         with delayed retry (a 1 s delay queue, the consumer goes on),
 //	         alternating each round
+//	schema   runtime schema validation (package contracts) in process:
+//	         -events events published through a cqrs.Bus with and without
+//	         BusConfig.Validate, and handled behind Default on mem:// with
+//	         and without the Validator's middleware, alternating each round
 //
-// Every drain, direct, latency, consume and recover run counts the events a
+// Every drain, direct, latency, consume, recover and schema run counts the events a
 // consumer received by id: a missing event fails the run and the program
 // exits non-zero with a message saying EVENTS LOST. -plot out.png draws
 // the medians (throughput and p99 latency, eventkit vs stock) as a PNG.
@@ -43,6 +47,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -54,6 +59,7 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/b2131a45/eventkit/events"
 	"github.com/b2131a45/eventkit/internal/testenv"
@@ -78,7 +84,7 @@ type options struct {
 }
 
 // allScenarios is the order of -scenarios all.
-var allScenarios = []string{"amqp", "kafka", "direct", "latency", "consume", "recover", "overflow", "backlog"}
+var allScenarios = []string{"amqp", "kafka", "direct", "latency", "consume", "recover", "schema", "overflow", "backlog"}
 
 func main() {
 	var o options
@@ -90,7 +96,7 @@ func main() {
 	flag.IntVar(&o.backlog, "backlog", 1000000, "rows of the backlog scenario")
 	flag.IntVar(&o.batch, "batch", 0, "eventkit RelayConfig.BatchSize (0: the default)")
 	flag.StringVar(&o.publisher, "publisher", "transports", "eventkit's publisher: transports (transports.Open) or builtin (the bench's own)")
-	flag.StringVar(&scen, "scenarios", "all", "scenarios to run: all, or some of drain,amqp,kafka,direct,latency,consume,recover,overflow,backlog (alias memory)")
+	flag.StringVar(&scen, "scenarios", "all", "scenarios to run: all, or some of drain,amqp,kafka,direct,latency,consume,recover,schema,overflow,backlog (alias memory)")
 	flag.IntVar(&o.consumers, "consumers", 8, "competing consumers (one router each) of the consume scenario's tuned variants")
 	flag.IntVar(&o.recoverEvents, "recover-events", 2000, "events of the recover scenario, one in ten failing its first attempt")
 	flag.StringVar(&o.plot, "plot", "", "write a PNG chart of the medians (throughput and p99 latency, eventkit vs stock) to this file")
@@ -163,6 +169,8 @@ func main() {
 			err = b.consume(ctx)
 		case "recover":
 			err = b.recovery(ctx)
+		case "schema":
+			err = b.schema(ctx)
 		case "backlog":
 			if len(o.scenarios) > 1 {
 				err = b.backlogChild(ctx, *cpuprofile)
@@ -173,7 +181,7 @@ func main() {
 			err = fmt.Errorf("unknown scenario %q", s)
 		}
 		if err != nil {
-			log.Printf("FAIL %s: %v", s, err)
+			log.Printf("FAIL %s: %v%s", s, err, lostConnection(err))
 			exit = 1
 		}
 	}
@@ -226,6 +234,16 @@ func registry() *events.Registry {
 func (b *bench) name(prefix string) string {
 	b.seq++
 	return fmt.Sprintf("bench_%s_%d_%d", prefix, os.Getpid()%100000, b.seq)
+}
+
+// lostConnection says so when err is the loss of the connection to
+// RabbitMQ, which ends the scenario but not the run.
+func lostConnection(err error) string {
+	var aerr *amqp.Error
+	if errors.Is(err, amqp.ErrClosed) || (errors.As(err, &aerr) && (aerr.Code == amqp.ChannelError || aerr.Code == amqp.ConnectionForced)) {
+		return " (the connection to RabbitMQ was lost mid-scenario; going on with the next scenario)"
+	}
+	return ""
 }
 
 func median(xs []float64) float64 {

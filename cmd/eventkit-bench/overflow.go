@@ -50,7 +50,7 @@ func (b *bench) overflowOnce(ctx context.Context, d drainer, n int) (lost int, t
 	if err := b.declare(r, topic, amqp.Table{"x-max-length": int32(100), "x-overflow": "reject-publish"}); err != nil {
 		return 0, 0, err
 	}
-	defer b.undeclare(r, topic)
+	defer b.undeclare(topic)
 	cons, err := dialRabbit(b.o.amqpURL)
 	if err != nil {
 		return 0, 0, err

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -76,10 +77,47 @@ func (b *bench) declare(r *rabbit, topic string, args amqp.Table) error {
 	return r.ch.QueueBind(b.queueOf(topic), "", topic, false, nil)
 }
 
-func (b *bench) undeclare(r *rabbit, topic string) {
-	_, _ = r.ch.QueueDelete(b.queueOf(topic), false, false, false)
+func (b *bench) undeclare(topic string) {
+	var exchanges []string
 	if b.useTransports() {
-		_ = r.ch.ExchangeDelete(topic, false, false)
+		exchanges = []string{topic}
+	}
+	b.deleteTopology(topic, []string{b.queueOf(topic)}, exchanges)
+}
+
+// deleteTopology deletes queues, then exchanges, that a scenario declared
+// or made a transport declare, on a connection of its own: the scenario's
+// may have been lost with the broker (it is redialled for up to 30 s, for a
+// broker that restarts), and each deletion on its own channel, so that one
+// failure does not stop the others. What it cannot delete it names.
+func (b *bench) deleteTopology(what string, queues, exchanges []string) {
+	var conn *amqp.Connection
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
+		if conn, err = amqp.Dial(b.o.amqpURL); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		log.Printf("%s: cannot delete queues %v and exchanges %v: RabbitMQ: %v", what, queues, exchanges, err)
+		return
+	}
+	defer conn.Close()
+	del := func(kind, name string, f func(ch *amqp.Channel) error) {
+		ch, err := conn.Channel()
+		if err == nil {
+			err = f(ch)
+			_ = ch.Close()
+		}
+		if err != nil {
+			log.Printf("%s: delete %s %s: %v", what, kind, name, err)
+		}
+	}
+	for _, q := range queues {
+		del("queue", q, func(ch *amqp.Channel) error { _, err := ch.QueueDelete(q, false, false, false); return err })
+	}
+	for _, x := range exchanges {
+		del("exchange", x, func(ch *amqp.Channel) error { return ch.ExchangeDelete(x, false, false) })
 	}
 }
 
@@ -152,7 +190,7 @@ func (b *bench) amqpTopic(prefix string) (*brokerTopic, func(), error) {
 			count:   func() (int, error) { return r.count(queue) },
 			consume: func(t *tally) error { return consumeAMQP(b.o.amqpURL, queue, t, 5*time.Second) },
 		}, func() {
-			b.undeclare(r, topic)
 			r.close()
+			b.undeclare(topic)
 		}, nil
 }

@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/b2131a45/eventkit/cmd/eventkit-bench/internal/brokers"
 	"github.com/b2131a45/eventkit/cqrs"
@@ -73,7 +71,7 @@ func (b *bench) recovery(ctx context.Context) error {
 	}
 	defer r.close()
 	topic := "bench.recover." + b.name("recover")
-	defer b.deleteRecoverTopology(r, topic)
+	defer b.deleteRecoverTopology(topic)
 	queue := ekamqp.QueueName(topic, recoverGroup)
 	if err := r.ch.ExchangeDeclare(topic, "fanout", true, false, false, false, nil); err != nil {
 		return err
@@ -288,29 +286,12 @@ func (b *bench) recoverRouter(ctx context.Context, v recoverVariant, tr *transpo
 // deleteRecoverTopology deletes every queue and exchange the scenario
 // declared or may have made the transport declare: the group's queue, its
 // delay queue, the dead-letter queue and exchange (declared before a first
-// dead letter), and the topic's exchange. Each on its own channel, so that
-// one failure does not stop the others.
-func (b *bench) deleteRecoverTopology(r *rabbit, topic string) {
+// dead letter), and the topic's exchange.
+func (b *bench) deleteRecoverTopology(topic string) {
 	dlq := middleware.DeadLetterTopic(topic)
-	queues := []string{
+	b.deleteTopology("recover", []string{
 		ekamqp.QueueName(topic, recoverGroup),
 		ekamqp.DelayQueueName(topic, recoverGroup, recoverDelay),
 		ekamqp.QueueName(dlq, middleware.DeadLetterGroupDefault),
-	}
-	del := func(what string, f func(ch *amqp.Channel) error) {
-		ch, err := r.conn.Channel()
-		if err == nil {
-			err = f(ch)
-			_ = ch.Close()
-		}
-		if err != nil {
-			log.Printf("recover: delete %s: %v", what, err)
-		}
-	}
-	for _, q := range queues {
-		del("queue "+q, func(ch *amqp.Channel) error { _, err := ch.QueueDelete(q, false, false, false); return err })
-	}
-	for _, x := range []string{dlq, topic} {
-		del("exchange "+x, func(ch *amqp.Channel) error { return ch.ExchangeDelete(x, false, false) })
-	}
+	}, []string{dlq, topic})
 }

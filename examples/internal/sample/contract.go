@@ -7,6 +7,7 @@ package sample
 import (
 	"encoding/json"
 
+	"github.com/b2131a45/eventkit/contracts"
 	"github.com/b2131a45/eventkit/events"
 )
 
@@ -68,6 +69,44 @@ func NewRegistry() (*events.Registry, error) {
 		return nil, err
 	}
 	return reg, nil
+}
+
+// Handler names: each is its handler's consumer group (in a namespace,
+// Namespace.Handler).
+const (
+	MarkPaidHandler     = "orders.mark-paid"
+	ReserveStockHandler = "inventory.reserve-stock"
+	ChargeHandler       = "payments.charge"
+)
+
+// Services is the wiring of the three sample services in namespace ns,
+// for their contracts (package contracts): which service publishes which
+// event to which topic, and which handler consumes it. It is what
+// NewOrders, NewInventory and NewPayments wire; the tests check that the
+// two agree.
+func Services(ns Namespace) []contracts.Service {
+	publish := func(event string) []contracts.Publish {
+		return []contracts.Publish{{Event: event, Topic: ns.Topic(event)}}
+	}
+	consume := func(event, handler string) []contracts.Consume {
+		return []contracts.Consume{{Event: event, Topic: ns.Topic(event), Handler: ns.Handler(handler)}}
+	}
+	return []contracts.Service{
+		{Name: "orders", Publishes: publish(OrderCreatedName), Consumes: consume(PaymentProcessedName, MarkPaidHandler)},
+		{Name: "inventory", Publishes: publish(StockReservedName), Consumes: consume(OrderCreatedName, ReserveStockHandler)},
+		{Name: "payments", Publishes: publish(PaymentProcessedName), Consumes: consume(StockReservedName, ChargeHandler)},
+	}
+}
+
+// Contracts returns the contracts of the sample (NewRegistry and
+// Services in namespace ns): the snapshot the tests keep in
+// testdata/contracts.json and the services serve as AsyncAPI.
+func Contracts(ns Namespace) (*contracts.Snapshot, error) {
+	reg, err := NewRegistry()
+	if err != nil {
+		return nil, err
+	}
+	return contracts.Take(reg, Services(ns)...)
 }
 
 func orderCreatedV1toV2(old []byte) ([]byte, error) {

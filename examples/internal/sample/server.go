@@ -107,7 +107,8 @@ func RunPayments(ctx context.Context, cfg ServiceConfig) error {
 }
 
 // serve wires a Node from cfg, lets setup add handlers and routes, and runs
-// the node and the HTTP server (with GET /healthz and GET /metrics) until ctx
+// the node and the HTTP server (with GET /healthz, GET /metrics and the
+// service's AsyncAPI document, AsyncAPIRoutes) until ctx
 // ends. Every error it returns names the service once, as its first word:
 // serve prefixes its own ("orders: …", "orders http: …"); those of the node
 // and of setup already start with it ("orders outbox: …").
@@ -136,6 +137,9 @@ func serve(ctx context.Context, name string, cfg ServiceConfig, setup func(conte
 	}
 	mux := http.NewServeMux()
 	if err := setup(ctx, n, mux); err != nil {
+		return err
+	}
+	if err := AsyncAPIRoutes(mux, name, n.Namespace); err != nil {
 		return err
 	}
 	// 200 when the relay runs with the database and broker reachable and

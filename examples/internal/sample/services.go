@@ -48,7 +48,7 @@ func (o *Orders) Setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("orders schema: %w", err)
 	}
-	return o.add(handler(o.Node, "orders.mark-paid", o.markPaid))
+	return o.add(handler(o.Node, MarkPaidHandler, o.markPaid))
 }
 
 func (o *Orders) table() string { return o.Namespace.Table("orders") }
@@ -122,7 +122,7 @@ func (i *Inventory) Setup(ctx context.Context, levels map[string]int) error {
 			return fmt.Errorf("inventory stock %s: %w", sku, err)
 		}
 	}
-	return i.add(handler(i.Node, "inventory.reserve-stock", i.reserve))
+	return i.add(handler(i.Node, ReserveStockHandler, i.reserve))
 }
 
 func (i *Inventory) tables() (stock, reservations string) {
@@ -176,7 +176,7 @@ func (p *Payments) Setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("payments schema: %w", err)
 	}
-	return p.add(handler(p.Node, "payments.charge", p.charge))
+	return p.add(handler(p.Node, ChargeHandler, p.charge))
 }
 
 func (p *Payments) table() string { return p.Namespace.Table("payments") }

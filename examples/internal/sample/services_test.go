@@ -76,6 +76,7 @@ type services struct {
 	logs      *logs
 	orders    *Orders
 	inventory *Inventory
+	payments  *Payments
 }
 
 func setup(t *testing.T) *services {
@@ -98,14 +99,14 @@ func setup(t *testing.T) *services {
 	}
 	s.orders = &Orders{Node: node("orders")}
 	s.inventory = &Inventory{Node: node("inventory")}
-	payments := &Payments{Node: node("payments")}
+	s.payments = &Payments{Node: node("payments")}
 	require.NoError(t, s.orders.Setup(ctx))
 	require.NoError(t, s.inventory.Setup(ctx, map[string]int{"SKU-1": 10}))
-	require.NoError(t, payments.Setup(ctx))
+	require.NoError(t, s.payments.Setup(ctx))
 
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() }) // before the transport and the database close
-	for _, n := range []*Node{s.orders.Node, s.inventory.Node, payments.Node} {
+	for _, n := range []*Node{s.orders.Node, s.inventory.Node, s.payments.Node} {
 		wg.Go(func() {
 			if err := n.Run(ctx); err != nil {
 				t.Errorf("%v", err)
