@@ -12,11 +12,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/b2131a45/eventkit/internal/faultproxy"
 	"github.com/b2131a45/eventkit/internal/kafkatest"
 	"github.com/b2131a45/eventkit/internal/testenv"
 	"github.com/b2131a45/eventkit/transports"
 	"github.com/b2131a45/eventkit/transports/amqp"
-	"github.com/b2131a45/eventkit/transports/internal/tcpproxy"
 	"github.com/b2131a45/eventkit/transports/internal/testutil"
 	"github.com/b2131a45/eventkit/transports/kafka"
 )
@@ -29,7 +29,7 @@ func TestHealth(t *testing.T) {
 		t.Parallel()
 		broker, err := url.Parse(testenv.AMQPURL())
 		require.NoError(t, err)
-		proxy, err := tcpproxy.Start(broker.Host)
+		proxy, err := faultproxy.New(broker.Host)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = proxy.Close() })
 		via := *broker

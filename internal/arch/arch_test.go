@@ -21,6 +21,7 @@ var allowed = map[string][]string{
 	"internal/tracing":         {"events"},
 	"internal/testenv":         {},
 	"internal/kafkatest":       {},
+	"internal/faultproxy":      {},
 	"internal/dburl":           {"transports/sql"},
 	"transports":               {"transports/", "events"},
 	"transports/amqp":          {"events", "transports/internal/"},

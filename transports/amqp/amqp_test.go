@@ -17,9 +17,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/b2131a45/eventkit/internal/faultproxy"
 	"github.com/b2131a45/eventkit/internal/testenv"
 	"github.com/b2131a45/eventkit/transports/amqp"
-	"github.com/b2131a45/eventkit/transports/internal/tcpproxy"
 	"github.com/b2131a45/eventkit/transports/internal/testutil"
 	"github.com/b2131a45/eventkit/transports/transporttest"
 )
@@ -253,7 +253,7 @@ func TestReconnects(t *testing.T) {
 	cfg := config(t)
 	broker, err := url.Parse(cfg.URL)
 	require.NoError(t, err)
-	proxy, err := tcpproxy.Start(broker.Host)
+	proxy, err := faultproxy.New(broker.Host)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = proxy.Close() })
 	viaProxy := *broker

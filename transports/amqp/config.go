@@ -4,6 +4,9 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -53,6 +56,17 @@ type Config struct {
 	// vhost, as amqp091-go parses it. Required.
 	URL string
 
+	// Hosts are the other nodes of the broker's cluster, "host" or
+	// "host:port" each (the port defaults to the URL scheme's). Each
+	// connection attempt tries URL's host and then Hosts in turn, with
+	// URL's user, password, vhost and parameters, until one accepts; after
+	// a connection is lost, the next attempt starts with the node after the
+	// one it had, so that a node that went down is tried last. ParseURL
+	// fills it from a URL listing several hosts:
+	// amqp://user:pass@node1:5672,node2:5672,node3:5672/vhost. Defaults to
+	// none: URL's host only.
+	Hosts []string
+
 	// TLS configures amqps:// connections. Defaults to amqp091-go's: system
 	// roots, or the certfile, keyfile and cacertfile URL parameters.
 	TLS *tls.Config
@@ -100,6 +114,12 @@ type Config struct {
 	// QueueArgs are the arguments of the queues subscribers declare, such
 	// as x-queue-type, x-dead-letter-exchange or x-overflow. They must match
 	// the arguments of queues that already exist. Defaults to none.
+	//
+	// On a cluster, x-queue-type "quorum" (URL parameter queue_type=quorum)
+	// is the production setting: a quorum queue is replicated on a majority
+	// of the nodes and confirms a message only once a majority has written
+	// it, so it survives the loss of a minority of nodes; the delay queues
+	// follow it (Publisher.Delay). A classic queue lives on one node.
 	QueueArgs amqp.Table
 
 	// Wire is how messages are written: events.WireEventkit (the
@@ -160,6 +180,11 @@ func (c Config) validate() error {
 	if _, err := amqp.ParseURI(c.URL); err != nil {
 		return fmt.Errorf("amqp: Config.URL: %w", err)
 	}
+	for i, h := range c.Hosts {
+		if err := checkHost(h); err != nil {
+			return fmt.Errorf("amqp: Config.Hosts[%d]: %w", i, err)
+		}
+	}
 	for name, d := range map[string]time.Duration{
 		"DialTimeout":       c.DialTimeout,
 		"ReconnectInterval": c.ReconnectInterval,
@@ -197,4 +222,25 @@ func (c Config) password() string {
 		return ""
 	}
 	return uri.Password
+}
+
+// checkHost accepts "host" and "host:port" (IPv6 literals bracketed).
+func checkHost(h string) error {
+	host, port := h, ""
+	if strings.LastIndex(h, ":") > strings.LastIndex(h, "]") {
+		var err error
+		if host, port, err = net.SplitHostPort(h); err != nil {
+			return fmt.Errorf("host %q: %w", h, err)
+		}
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if host == "" {
+		return fmt.Errorf("host %q has no name", h)
+	}
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("host %q: port %q is not a number from 1 to 65535", h, port)
+		}
+	}
+	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +48,8 @@ type connector struct {
 	closes   chan *amqp.Error // the current connection's close notification
 	lastErr  error            // the last dial error, until a dial succeeds
 	lastDial time.Time
+	next     int // the index in urls of the node the next dial tries first
+	urls     []string
 	closed   bool
 	// connected is set once a dial succeeded. Until then every dial error
 	// goes to the caller that asked for the connection (NewPublisher,
@@ -55,7 +59,23 @@ type connector struct {
 }
 
 func newConnector(cfg Config, name string, logger *slog.Logger) *connector {
-	return &connector{cfg: cfg, name: name, logger: logger.With("connection", name)}
+	return &connector{cfg: cfg, name: name, logger: logger.With("connection", name), urls: nodeURLs(cfg)}
+}
+
+// nodeURLs returns the URL of each node: Config.URL, then the URL with the
+// host of each of Config.Hosts (Config.validate checked them).
+func nodeURLs(cfg Config) []string {
+	urls := []string{cfg.URL}
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return urls
+	}
+	for _, h := range cfg.Hosts {
+		n := *u
+		n.Host = h
+		urls = append(urls, n.String())
+	}
+	return urls
 }
 
 // get returns the open connection, dialing when there is none. After a
@@ -118,11 +138,44 @@ func (c *connector) dialError(err error) error {
 		"(RabbitMQ answers a refused login after a deliberate 3 s delay): %w", ErrAccessRefused, uri.Username, err)
 }
 
+// dial connects to the first node of the cluster that accepts, trying
+// them in turn from c.next. The next dial, after this connection is lost,
+// starts with the node after it. It returns the last node's error, and
+// says how many were tried.
 func (c *connector) dial(ctx context.Context) (*amqp.Connection, error) {
+	var errs []error
+	for i := range c.urls {
+		at := (c.next + i) % len(c.urls)
+		conn, err := c.dialNode(ctx, c.urls[at])
+		if err == nil {
+			c.next = (at + 1) % len(c.urls)
+			return conn, nil
+		}
+		var ae *amqp.Error
+		if errors.As(err, &ae) && ae.Code == amqp.AccessRefused {
+			return nil, err // every node has the same users
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	last := errs[len(errs)-1]
+	if len(errs) == 1 {
+		return nil, last
+	}
+	earlier := make([]string, len(errs)-1)
+	for i, err := range errs[:len(errs)-1] {
+		earlier[i] = err.Error()
+	}
+	return nil, fmt.Errorf("none of the %d nodes tried accepted (%s): %w", len(errs), strings.Join(earlier, "; "), last)
+}
+
+func (c *connector) dialNode(ctx context.Context, nodeURL string) (*amqp.Connection, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName("eventkit " + c.name)
 	timeout := c.cfg.DialTimeout
-	return amqp.DialConfig(c.cfg.URL, amqp.Config{
+	return amqp.DialConfig(nodeURL, amqp.Config{
 		Properties:      props,
 		TLSClientConfig: c.cfg.TLS,
 		Dial: func(network, addr string) (net.Conn, error) {

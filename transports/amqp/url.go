@@ -4,13 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/b2131a45/eventkit/events"
 	"github.com/b2131a45/eventkit/transports/internal/urlopt"
 )
 
 // ParseURL reads an amqp:// or amqps:// URL into a Config. User, password,
-// host, port and vhost are amqp091-go's. Query parameters:
+// host, port and vhost are amqp091-go's; several hosts, comma separated,
+// are the nodes of a cluster (Config.Hosts):
+// amqp://user:pass@node1:5672,node2:5672/vhost. Query parameters:
 //
 //	prefetch            Config.Prefetch, e.g. 10
 //	concurrency         Config.Concurrency, e.g. 4
@@ -20,6 +25,7 @@ import (
 //	reconnect_interval  Config.ReconnectInterval
 //	unroutable          Config.Unroutable: error or drop
 //	wire                Config.Wire: eventkit, cloudevents or cloudevents-structured
+//	queue_type          Config.QueueArgs x-queue-type: quorum or classic
 //
 // and amqp091-go's own heartbeat, channel_max, auth_mechanism, certfile,
 // keyfile, cacertfile and server_name_indication. Any other parameter is
@@ -37,7 +43,17 @@ func ParseURL(rawURL string) (Config, error) {
 	}
 
 	var cfg Config
-	unroutable, wire := "", ""
+	hosts := strings.Split(u.Host, ",")
+	for i, h := range hosts {
+		if err := checkHost(h); err != nil {
+			return Config{}, fmt.Errorf("host %d of %d: %w", i+1, len(hosts), err)
+		}
+	}
+	u.Host, cfg.Hosts = hosts[0], hosts[1:]
+	if len(cfg.Hosts) == 0 {
+		cfg.Hosts = nil
+	}
+	unroutable, wire, queueType := "", "", ""
 	opts := urlopt.New(u.Query())
 	opts.Int("prefetch", &cfg.Prefetch)
 	opts.Int("concurrency", &cfg.Concurrency)
@@ -47,6 +63,7 @@ func ParseURL(rawURL string) (Config, error) {
 	opts.Duration("reconnect_interval", &cfg.ReconnectInterval)
 	opts.String("unroutable", &unroutable, UnroutableError.String(), UnroutableDrop.String())
 	opts.String("wire", &wire, string(events.WireEventkit), string(events.WireCloudEvents), string(events.WireCloudEventsStructured))
+	opts.String("queue_type", &queueType, "quorum", "classic")
 	opts.Pass("heartbeat", "channel_max", "auth_mechanism", "certfile", "keyfile", "cacertfile", "server_name_indication")
 	if err := opts.Err(); err != nil {
 		return Config{}, err
@@ -55,6 +72,9 @@ func ParseURL(rawURL string) (Config, error) {
 		cfg.Unroutable = UnroutableDrop
 	}
 	cfg.Wire = events.Wire(wire)
+	if queueType != "" {
+		cfg.QueueArgs = amqp.Table{"x-queue-type": queueType}
+	}
 
 	clean := *u
 	clean.RawQuery = opts.Passed().Encode()
