@@ -32,8 +32,9 @@ type ServiceConfig struct {
 	DatabaseURL string
 	// HTTPAddr is HTTP_ADDR, the address to listen on. Defaults to ":8080".
 	HTTPAddr string
-	// Stock is STOCK, inventory only: "SKU-1=100,SKU-2=5". Defaults to
-	// "SKU-1=100,SKU-2=100".
+	// Stock is STOCK, inventory only: "SKU-1=100,SKU-2=5", the levels of
+	// the SKUs not stocked yet (a restart keeps what reservations left).
+	// Defaults to "SKU-1=100,SKU-2=100".
 	Stock string
 	// Logger defaults to JSON logs on standard error.
 	Logger *slog.Logger

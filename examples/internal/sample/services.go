@@ -102,7 +102,8 @@ type Inventory struct {
 	Hook Hook
 }
 
-// Setup creates the stock tables and stocks the given SKUs.
+// Setup creates the stock tables and stocks the given SKUs that are not
+// stocked yet: a restart keeps the levels that reservations left.
 func (i *Inventory) Setup(ctx context.Context, levels map[string]int) error {
 	stock, reservations := i.tables()
 	for _, ddl := range []string{
@@ -113,9 +114,9 @@ func (i *Inventory) Setup(ctx context.Context, levels map[string]int) error {
 			return fmt.Errorf("inventory schema: %w", err)
 		}
 	}
-	upsert := `INSERT INTO ` + stock + ` (sku, available) VALUES (?, ?) ON CONFLICT (sku) DO UPDATE SET available = excluded.available`
+	upsert := `INSERT INTO ` + stock + ` (sku, available) VALUES (?, ?) ON CONFLICT (sku) DO NOTHING`
 	if i.Dialect == forwarder.MySQL {
-		upsert = `INSERT INTO ` + stock + ` (sku, available) VALUES (?, ?) ON DUPLICATE KEY UPDATE available = VALUES(available)`
+		upsert = `INSERT IGNORE INTO ` + stock + ` (sku, available) VALUES (?, ?)`
 	}
 	for sku, n := range levels {
 		if _, err := i.DB.ExecContext(ctx, i.Q(upsert), sku, n); err != nil {

@@ -307,3 +307,29 @@ func TestServiceErrors(t *testing.T) {
 		assert.NotContains(t, err.Error(), "not-the-password")
 	})
 }
+
+// TestRestartKeepsStock: a restarted inventory keeps the levels that
+// reservations left; STOCK stocks only SKUs not stocked yet. (Found by
+// cmd/eventkit-nemesis: every restart used to set the levels back to
+// STOCK, undoing the reservations' decrements.)
+func TestRestartKeepsStock(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := context.Background()
+	require.NoError(t, s.orders.Place(ctx, OrderCreated{OrderID: "keep-1", CustomerEmail: "a@b.c", TotalCents: 100,
+		Items: []OrderItem{{SKU: "SKU-1", Quantity: 3}}}))
+	require.Eventually(t, func() bool {
+		n, err := s.inventory.Available(ctx, "SKU-1")
+		return err == nil && n == 7
+	}, 30*time.Second, 20*time.Millisecond, "the reservation did not take 3 of 10")
+	// Setup again, as a restarted process does, with the same STOCK and a
+	// new SKU: the old level stays, the new SKU is stocked.
+	again := &Inventory{Node: s.inventory.Node}
+	require.ErrorContains(t, again.Setup(ctx, map[string]int{"SKU-1": 10, "SKU-9": 4}), "already used", "the handler is added once per node")
+	n, err := again.Available(ctx, "SKU-1")
+	require.NoError(t, err)
+	assert.Equal(t, 7, n, "the restart kept the level")
+	n, err = again.Available(ctx, "SKU-9")
+	require.NoError(t, err)
+	assert.Equal(t, 4, n)
+}
