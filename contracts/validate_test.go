@@ -14,12 +14,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/wrapperspb"
-	_ "modernc.org/sqlite"
 
 	"github.com/b2131a45/eventkit/contracts"
 	"github.com/b2131a45/eventkit/cqrs"
 	"github.com/b2131a45/eventkit/events"
 	"github.com/b2131a45/eventkit/forwarder"
+	_ "github.com/b2131a45/eventkit/internal/dburl/sqlitedriver"
 	"github.com/b2131a45/eventkit/middleware"
 )
 

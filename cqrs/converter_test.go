@@ -8,11 +8,11 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	_ "modernc.org/sqlite"
 
 	"github.com/b2131a45/eventkit/cqrs"
 	"github.com/b2131a45/eventkit/events"
 	"github.com/b2131a45/eventkit/forwarder"
+	_ "github.com/b2131a45/eventkit/internal/dburl/sqlitedriver"
 )
 
 // OrderPlaced is a domain event: it never leaves the service.

@@ -14,8 +14,8 @@ import (
 	_ "github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
-	_ "modernc.org/sqlite"
 
+	_ "github.com/b2131a45/eventkit/internal/dburl/sqlitedriver"
 	"github.com/b2131a45/eventkit/internal/testenv"
 	"github.com/b2131a45/eventkit/middleware"
 )

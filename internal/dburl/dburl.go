@@ -13,8 +13,7 @@ import (
 	"fmt"
 	"strings"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
-
+	"github.com/b2131a45/eventkit/internal/dburl/sqlitedriver"
 	tsql "github.com/b2131a45/eventkit/transports/sql"
 )
 
@@ -34,7 +33,7 @@ func Open(rawURL string) (*sql.DB, error) {
 		if strings.Contains(path, "?") {
 			sep = "&"
 		}
-		return sql.Open("sqlite", "file:"+path+sep+SQLiteOptions)
+		return sql.Open(sqlitedriver.Name, "file:"+path+sep+SQLiteOptions)
 	}
 	src, err := tsql.ParseURL(rawURL)
 	if err != nil {
