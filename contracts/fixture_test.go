@@ -10,8 +10,8 @@ import (
 	"github.com/b2131a45/eventkit/events"
 )
 
-// The sample services' contract (examples/internal/sample), copied: the
-// tests of this package cannot import examples/internal.
+// The sample services' contract (internal/sample), copied, so that
+// these tests keep their own fixture when the sample evolves.
 
 type OrderItem struct {
 	SKU      string `json:"sku"`

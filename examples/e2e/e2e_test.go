@@ -21,7 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/b2131a45/eventkit/examples/internal/sample"
+	"github.com/b2131a45/eventkit/internal/sample"
 	"github.com/b2131a45/eventkit/health"
 	"github.com/b2131a45/eventkit/internal/dburl"
 	"github.com/b2131a45/eventkit/internal/kafkatest"

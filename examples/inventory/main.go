@@ -10,7 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/b2131a45/eventkit/examples/internal/sample"
+	"github.com/b2131a45/eventkit/internal/sample"
 )
 
 func main() {

@@ -40,7 +40,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/b2131a45/eventkit/events"
-	"github.com/b2131a45/eventkit/examples/internal/sample"
+	"github.com/b2131a45/eventkit/internal/sample"
 	"github.com/b2131a45/eventkit/internal/dburl"
 	"github.com/b2131a45/eventkit/middleware"
 	"github.com/b2131a45/eventkit/transports"

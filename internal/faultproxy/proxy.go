@@ -12,7 +12,6 @@ package faultproxy
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -62,6 +61,13 @@ func (p *Proxy) Accepted() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.accepted
+}
+
+// Open is how many connections the proxy holds open now.
+func (p *Proxy) Open() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns) // a client side, then a target side once connected
 }
 
 // SetLatency delays every chunk of bytes, each way, by d (0: none).
@@ -154,7 +160,11 @@ func (p *Proxy) accept() {
 	for {
 		client, err := p.ln.Accept()
 		if err != nil {
-			return // closed
+			if p.isClosed() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // out of file descriptors, say: go on
+			continue
 		}
 		p.mu.Lock()
 		if p.closed {
@@ -205,7 +215,7 @@ func (p *Proxy) serve(client net.Conn) {
 	<-done
 }
 
-// pump copies from src to dst, holding each chunk through a partition and
+// pump copies from src to dst until src ends, holding each chunk through a partition and
 // for the latency.
 func (p *Proxy) pump(dst, src net.Conn) {
 	buf := make([]byte, 32<<10)
@@ -226,13 +236,7 @@ func (p *Proxy) pump(dst, src net.Conn) {
 			}
 		}
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				if tc, ok := dst.(*net.TCPConn); ok {
-					_ = tc.CloseWrite()
-					continue // wait for the other way to end; src reads EOF again
-				}
-			}
-			return
+			return // either way ending ends both: AMQP and PostgreSQL do not half-close
 		}
 	}
 }

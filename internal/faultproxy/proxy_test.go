@@ -147,3 +147,36 @@ func TestBreakRefusesUntilRestore(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "ping\n", line)
 }
+
+// TestClientCloseEndsBothSides: when the client closes, the proxy closes
+// its connection to the target at once, even though the target keeps its
+// side open. (It used to half-close and then read the closed side again in
+// a loop, spinning a core per connection until the target closed.)
+func TestClientCloseEndsBothSides(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	release := make(chan struct{})
+	defer close(release)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.Copy(io.Discard, c)
+		<-release // keeps its side open, as a server waiting for a close frame
+	}()
+	p, err := faultproxy.New(ln.Addr().String())
+	require.NoError(t, err)
+	defer p.Close()
+	c, err := net.Dial("tcp", p.Addr())
+	require.NoError(t, err)
+	_, err = c.Write([]byte("hello"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return p.Open() == 2 }, 5*time.Second, 5*time.Millisecond, "both sides connected")
+	require.NoError(t, c.Close())
+	require.Eventually(t, func() bool { return p.Open() == 0 }, 5*time.Second, 5*time.Millisecond,
+		"the proxy kept the connection after the client closed")
+}

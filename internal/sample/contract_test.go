@@ -52,7 +52,7 @@ func TestServicesIsTheWiring(t *testing.T) {
 // by package contracts.
 func asyncAPISchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
-	f, err := os.Open("../../../contracts/testdata/asyncapi/3.0.0.json")
+	f, err := os.Open("../../contracts/testdata/asyncapi/3.0.0.json")
 	require.NoError(t, err)
 	defer f.Close()
 	doc, err := jsonschema.UnmarshalJSON(f)

@@ -22,6 +22,9 @@ import (
 	"github.com/b2131a45/eventkit/transports"
 )
 
+// maxOpenConns bounds each service's database pool.
+const maxOpenConns = 32
+
 // ServiceConfig is what a sample service reads from its environment: the
 // broker and the database are the only wiring, so switching RabbitMQ ↔ Kafka
 // is one variable.
@@ -123,6 +126,11 @@ func serve(ctx context.Context, name string, cfg ServiceConfig, setup func(conte
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	defer db.Close()
+	// A bounded pool: while the database hangs (a partition), requests
+	// wait for a connection instead of opening one each until the server
+	// refuses more clients. The relay, the purger and one handler per
+	// subscription need a few; the rest serve HTTP.
+	db.SetMaxOpenConns(maxOpenConns)
 	t, err := transports.OpenConfig(ctx, cfg.TransportURL, transports.Config{Logger: cfg.Logger})
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)

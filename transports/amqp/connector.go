@@ -151,10 +151,8 @@ func (c *connector) dial(ctx context.Context) (*amqp.Connection, error) {
 			c.next = (at + 1) % len(c.urls)
 			return conn, nil
 		}
-		var ae *amqp.Error
-		if errors.As(err, &ae) && ae.Code == amqp.AccessRefused {
-			return nil, err // every node has the same users
-		}
+		// Every node has the same users, but a node that is starting
+		// refuses logins until it has them: the others are tried too.
 		errs = append(errs, err)
 		if ctx.Err() != nil {
 			break
