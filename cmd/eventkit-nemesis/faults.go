@@ -150,9 +150,14 @@ func rollingRestart(ctx context.Context, w *world, _ *rand.Rand) (string, error)
 // freezeActiveRelay freezes (SIGSTOP) the orders process whose relay holds
 // the outbox's lock, while the other one stands by, then resumes it.
 func freezeActiveRelay(ctx context.Context, w *world, rng *rand.Rand) (string, error) {
-	name, err := w.activeRelay(ctx)
-	if err != nil {
-		return "", err
+	// Right after a database fault no relay may hold the lock yet: wait
+	// for one to take it.
+	var name string
+	for deadline := time.Now().Add(10 * time.Second); name == "" && time.Now().Before(deadline); {
+		var err error
+		if name, err = w.activeRelay(ctx); err != nil || name == "" {
+			sleep(ctx, 200*time.Millisecond)
+		}
 	}
 	var p *proc
 	for _, q := range w.procs {

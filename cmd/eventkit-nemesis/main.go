@@ -150,6 +150,7 @@ func serviceMain(args []string) int {
 // run sets up the infrastructure once and runs one nemesis run per seed.
 func run(ctx context.Context, o options) int {
 	log.SetFlags(log.Ltime)
+	keepLogs := false
 	work := o.work
 	if work == "" {
 		var err error
@@ -157,9 +158,15 @@ func run(ctx context.Context, o options) int {
 			log.Print(err)
 			return 2
 		}
-		if !o.keep {
-			defer os.RemoveAll(work)
-		}
+		// Removed at the end unless -keep, or a run found something: then
+		// its logs are kept and their place printed.
+		defer func() {
+			if !o.keep && !keepLogs {
+				os.RemoveAll(work)
+			} else if keepLogs {
+				fmt.Printf("\nlogs kept in %s (one file per process and run; rabbitmq/ and pg/ hold the servers' logs)\n", work)
+			}
+		}()
 	}
 	if os.Geteuid() == 0 {
 		_ = os.Chmod(work, 0o755) // the postgres and rabbitmq users work in it
@@ -182,6 +189,9 @@ func run(ctx context.Context, o options) int {
 		reports = append(reports, rep)
 		if len(rep.Check.Violations) > 0 {
 			exit = 1
+		}
+		if len(rep.Check.Violations) > 0 || len(rep.Findings) > 0 {
+			keepLogs = true
 		}
 		if ctx.Err() != nil {
 			break

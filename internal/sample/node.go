@@ -188,6 +188,30 @@ func (n *Node) Publish(ctx context.Context, evts ...any) error {
 	return n.Outbox.Add(ctx, tx, evts...)
 }
 
+// createTables runs the CREATE TABLE IF NOT EXISTS statements ddl in one
+// transaction. On PostgreSQL it first takes a transaction-scoped advisory
+// lock, because two processes creating the same table at once can collide
+// there (a unique violation on pg_type): the two orders processes of the
+// nemesis start together. (Found by cmd/eventkit-nemesis.)
+func (n *Node) createTables(ctx context.Context, ddl ...string) error {
+	tx, err := n.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if n.Dialect == forwarder.Postgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "eventkit.sample.setup."+n.Name); err != nil {
+			return err
+		}
+	}
+	for _, q := range ddl {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
 // Q rewrites a query written with ? placeholders for the node's dialect.
 func (n *Node) Q(query string) string {
 	if n.Dialect != forwarder.Postgres {

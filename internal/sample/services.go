@@ -42,7 +42,7 @@ type Orders struct {
 
 // Setup creates the orders table.
 func (o *Orders) Setup(ctx context.Context) error {
-	_, err := o.DB.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+o.table()+` (
+	err := o.createTables(ctx, `CREATE TABLE IF NOT EXISTS `+o.table()+` (
 		id VARCHAR(64) PRIMARY KEY, customer_email VARCHAR(255) NOT NULL,
 		total_cents BIGINT NOT NULL, status VARCHAR(16) NOT NULL)`)
 	if err != nil {
@@ -106,13 +106,11 @@ type Inventory struct {
 // stocked yet: a restart keeps the levels that reservations left.
 func (i *Inventory) Setup(ctx context.Context, levels map[string]int) error {
 	stock, reservations := i.tables()
-	for _, ddl := range []string{
-		`CREATE TABLE IF NOT EXISTS ` + stock + ` (sku VARCHAR(64) PRIMARY KEY, available INT NOT NULL)`,
-		`CREATE TABLE IF NOT EXISTS ` + reservations + ` (order_id VARCHAR(64) NOT NULL, sku VARCHAR(64) NOT NULL, quantity INT NOT NULL, PRIMARY KEY (order_id, sku))`,
-	} {
-		if _, err := i.DB.ExecContext(ctx, ddl); err != nil {
-			return fmt.Errorf("inventory schema: %w", err)
-		}
+	if err := i.createTables(ctx,
+		`CREATE TABLE IF NOT EXISTS `+stock+` (sku VARCHAR(64) PRIMARY KEY, available INT NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS `+reservations+` (order_id VARCHAR(64) NOT NULL, sku VARCHAR(64) NOT NULL, quantity INT NOT NULL, PRIMARY KEY (order_id, sku))`,
+	); err != nil {
+		return fmt.Errorf("inventory schema: %w", err)
 	}
 	upsert := `INSERT INTO ` + stock + ` (sku, available) VALUES (?, ?) ON CONFLICT (sku) DO NOTHING`
 	if i.Dialect == forwarder.MySQL {
@@ -171,7 +169,7 @@ type Payments struct {
 
 // Setup creates the payments table.
 func (p *Payments) Setup(ctx context.Context) error {
-	_, err := p.DB.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+p.table()+` (
+	err := p.createTables(ctx, `CREATE TABLE IF NOT EXISTS `+p.table()+` (
 		id VARCHAR(64) PRIMARY KEY, order_id VARCHAR(64) NOT NULL UNIQUE,
 		amount_cents BIGINT NOT NULL, status VARCHAR(16) NOT NULL)`)
 	if err != nil {

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -332,4 +334,46 @@ func TestRestartKeepsStock(t *testing.T) {
 	n, err = again.Available(ctx, "SKU-9")
 	require.NoError(t, err)
 	assert.Equal(t, 4, n)
+}
+
+// TestConcurrentSetupOnPostgres: services starting at the same time on
+// one PostgreSQL database all set up, where concurrent CREATE TABLE IF
+// NOT EXISTS used to fail one of them with a unique violation on pg_type.
+// (Found by cmd/eventkit-nemesis: its two orders processes start together.)
+func TestConcurrentSetupOnPostgres(t *testing.T) {
+	t.Parallel()
+	db, err := dburl.Open(testenv.PostgresURL())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	if err := db.Ping(); err != nil {
+		testenv.Unavailable(t, "PostgreSQL", err)
+	}
+	ctx := context.Background()
+	tr, err := transports.Open(ctx, "mem://")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tr.Close() })
+	reg, err := NewRegistry()
+	require.NoError(t, err)
+	for round := range 3 {
+		// A namespace of its own (its tables are <ns>_orders…), swept by
+		// testenv.Main, which removes the tables containing it.
+		ns := Namespace(fmt.Sprintf("cs%x", rand.Uint64()&0xffffffffff))
+		testenv.Track(string(ns))
+		var wg sync.WaitGroup
+		errs := make(chan error, 6)
+		for range 6 {
+			wg.Go(func() {
+				n, err := NewNode(ctx, NodeConfig{Name: "orders", Namespace: ns, DB: db, Transport: tr, Registry: reg})
+				if err == nil {
+					err = (&Orders{Node: n}).Setup(ctx)
+				}
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err, "round %d", round)
+		}
+	}
 }
