@@ -36,6 +36,13 @@ func openDB(t testing.TB, service, driver, dsn string) *sql.DB {
 	db, err := sql.Open(driver, dsn)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
+	if driver == "sqlite" {
+		// SQLite is embedded: it cannot be down, and its first connection
+		// compiles the Wasm build of SQLite, which takes several seconds
+		// under the race detector. No deadline, and any error is a failure.
+		require.NoError(t, db.Ping(), "open SQLite")
+		return db
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := db.PingContext(ctx); err != nil {

@@ -9,19 +9,19 @@ import (
 	"strings"
 	"time"
 
-	"github.com/b2131a45/eventkit/internal/sample"
 	"github.com/b2131a45/eventkit/forwarder"
+	"github.com/b2131a45/eventkit/internal/sample"
 	"github.com/b2131a45/eventkit/middleware"
-	"github.com/b2131a45/eventkit/transports"
 )
 
 // checkInput is what the checker reads: the three databases (straight,
-// not through the proxy), the broker (straight) for the dead-letter
-// queues, and the ids of the orders the load saw acknowledged.
+// not through the proxy), the dead-letter queues (read-only, through
+// browse: transports.Transport.Browse, straight to the broker), and the
+// ids of the orders the load saw acknowledged.
 type checkInput struct {
-	dbs          map[string]*sql.DB // by service
-	transportURL string
-	acked        map[string]bool // order id → poison
+	dbs    map[string]*sql.DB // by service
+	browse middleware.Browser
+	acked  map[string]bool // order id → poison
 }
 
 // checkResult is the checker's verdict and its counts.
@@ -103,7 +103,7 @@ func check(ctx context.Context, in checkInput) (*checkResult, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("read payments: %w", err)
 	}
-	dead, dups, err := deadLetters(ctx, in.transportURL)
+	dead, dups, err := deadLetters(ctx, in.browse)
 	if err != nil {
 		return nil, err
 	}
@@ -205,17 +205,12 @@ func check(ctx context.Context, in checkInput) (*checkResult, error) {
 // deadLetters reads every dead-letter queue without taking anything, keyed
 // by topic and order id, and counts the dead letters of one event id seen
 // more than once (at-least-once allows them; they are reported).
-func deadLetters(ctx context.Context, url string) (map[string]map[string]middleware.DeadLetter, int, error) {
-	t, err := transports.Open(ctx, url)
-	if err != nil {
-		return nil, 0, fmt.Errorf("open the broker to read the dead letters: %w", err)
-	}
-	defer t.Close()
+func deadLetters(ctx context.Context, browse middleware.Browser) (map[string]map[string]middleware.DeadLetter, int, error) {
 	out := map[string]map[string]middleware.DeadLetter{}
 	dups := 0
 	for _, topic := range []string{sample.OrderCreatedName, sample.StockReservedName, sample.PaymentProcessedName} {
 		dlq := middleware.DeadLetterTopic(topic)
-		list, res, err := middleware.BrowseDLQ(ctx, t.Browse, middleware.ReplayConfig{Topic: dlq})
+		list, res, err := middleware.BrowseDLQ(ctx, browse, middleware.ReplayConfig{Topic: dlq})
 		if err != nil {
 			return nil, 0, fmt.Errorf("read %s: %w", dlq, err)
 		}

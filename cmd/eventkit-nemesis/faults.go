@@ -15,11 +15,11 @@ import (
 
 // world is everything a fault acts on.
 type world struct {
-	pg      *pgCluster
-	pgProxy *faultproxy.Proxy
-	rabbit  *rabbitCluster
-	rproxy  []*faultproxy.Proxy // one per node, in node order
-	procs   []*proc
+	pg       *pgCluster
+	pgProxy  *faultproxy.Proxy
+	rabbit   *rabbitCluster
+	rproxy   []*faultproxy.Proxy // one per node, in node order
+	procs    []*proc
 	ordersDB string
 
 	began time.Time

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/b2131a45/eventkit/internal/sample"
+	"github.com/b2131a45/eventkit/transports"
 )
 
 // runSeed is one run: fresh databases and vhost, the services started,
@@ -102,7 +103,12 @@ func runSeed(ctx context.Context, o options, inf *infra, work string, k int, see
 	}
 	stopObs()
 	obsWG.Wait()
-	rep.Check, err = check(ctx, checkInput{dbs: dbs, transportURL: inf.directURLs(vhost)[0], acked: l.acked})
+	broker, err := transports.Open(ctx, inf.directURLs(vhost)[0])
+	if err != nil {
+		return nil, fmt.Errorf("checker: open the broker to read the dead letters: %w", err)
+	}
+	rep.Check, err = check(ctx, checkInput{dbs: dbs, browse: broker.Browse, acked: l.acked})
+	broker.Close()
 	if err != nil {
 		return nil, fmt.Errorf("checker: %w", err)
 	}

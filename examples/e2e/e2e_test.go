@@ -21,10 +21,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/b2131a45/eventkit/internal/sample"
 	"github.com/b2131a45/eventkit/health"
 	"github.com/b2131a45/eventkit/internal/dburl"
 	"github.com/b2131a45/eventkit/internal/kafkatest"
+	"github.com/b2131a45/eventkit/internal/sample"
 	"github.com/b2131a45/eventkit/internal/testenv"
 	"github.com/b2131a45/eventkit/transports"
 )

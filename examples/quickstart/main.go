@@ -40,8 +40,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/b2131a45/eventkit/events"
-	"github.com/b2131a45/eventkit/internal/sample"
 	"github.com/b2131a45/eventkit/internal/dburl"
+	"github.com/b2131a45/eventkit/internal/sample"
 	"github.com/b2131a45/eventkit/middleware"
 	"github.com/b2131a45/eventkit/transports"
 )

@@ -12,9 +12,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/b2131a45/eventkit/internal/sample"
 	"github.com/b2131a45/eventkit/internal/dburl"
 	"github.com/b2131a45/eventkit/internal/kafkatest"
+	"github.com/b2131a45/eventkit/internal/sample"
 	"github.com/b2131a45/eventkit/internal/testenv"
 	"github.com/b2131a45/eventkit/transports"
 )

@@ -146,7 +146,7 @@ func TestDocsBlocksAreMarked(t *testing.T) {
 			t.Errorf("%s: a ```%s block without a marker (the line before it is %q). Put one on the line before it: "+
 				"<!-- run: NAME --> (a runner in internal/docs/shell_test.go runs it), <!-- file: PATH#NAME --> "+
 				"(the block is a region of code that runs), <!-- diagram --> (not code), or "+
-				"<!-- not run: REASON --> (Docker compose, the benchmark, fuzz runs: say what proves it instead)",
+				"<!-- not run: REASON --> (Docker compose, the benchmark, a long nemesis run, fuzz runs: say what proves it instead)",
 				b, b.lang, b.before)
 		case markFile:
 			assert.NotEmpty(t, b.arg, "%s: <!-- file: --> names no file", b)
@@ -181,7 +181,8 @@ var notRunKinds = []struct {
 }{
 	{"Docker compose", regexp.MustCompile(`^docker compose((?: -f \S+)*) up\b`), checkComposeFiles},
 	{"a request to a sample service of Docker compose", regexp.MustCompile(`^curl -s (?:-XPOST )?localhost:(8080|8081)/`), nil},
-	{"the benchmark (about 10 minutes)", regexp.MustCompile(`^go run \./cmd/eventkit-bench((?: -\S+ \S+)*)$`), checkBenchFlags},
+	{"the benchmark (about 10 minutes)", regexp.MustCompile(`^go run \./cmd/eventkit-bench((?: -\S+ \S+)*)$`), checkFlags("cmd/eventkit-bench/main.go")},
+	{"a long nemesis run (10 minutes or more)", regexp.MustCompile(`^go run \./cmd/eventkit-nemesis((?: -\S+ \S+)*)$`), checkFlags("cmd/eventkit-nemesis/main.go")},
 	{"a 60-second fuzz run", regexp.MustCompile(`^go test -run '\^\$' -fuzz '\^(Fuzz\w+)\$' -fuzztime 60s(?: -fuzzminimizetime \S+)? \./(\S+)/$`), checkFuzzTarget},
 }
 
@@ -237,15 +238,18 @@ func checkComposeFiles(t *testing.T, b block, m []string) {
 	}
 }
 
-// checkBenchFlags: the benchmark has the flags the line gives it.
-func checkBenchFlags(t *testing.T, b block, m []string) {
-	src := string(readRepoFile(t, "cmd/eventkit-bench/main.go"))
-	for _, f := range strings.Fields(m[1]) {
-		if !strings.HasPrefix(f, "-") {
-			continue
+// checkFlags: the program whose flags main.go defines has the flags the
+// line gives it.
+func checkFlags(mainGo string) func(t *testing.T, b block, m []string) {
+	return func(t *testing.T, b block, m []string) {
+		src := string(readRepoFile(t, mainGo))
+		for _, f := range strings.Fields(m[1]) {
+			if !strings.HasPrefix(f, "-") {
+				continue
+			}
+			defined := regexp.MustCompile(`\b(?:flag|fs)\.\w+\((?:&[\w.]+, )?"` + regexp.QuoteMeta(f[1:]) + `"`).MatchString(src)
+			assert.True(t, defined, "%s: %s defines no flag %s", b, mainGo, f)
 		}
-		defined := regexp.MustCompile(`flag\.\w+\((?:&[\w.]+, )?"` + regexp.QuoteMeta(f[1:]) + `"`).MatchString(src)
-		assert.True(t, defined, "%s: cmd/eventkit-bench has no flag %s (cmd/eventkit-bench/main.go)", b, f)
 	}
 }
 

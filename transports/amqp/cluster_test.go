@@ -1,6 +1,8 @@
 package amqp_test
 
 import (
+	"io"
+	"net"
 	"net/url"
 	"testing"
 	"time"
@@ -97,4 +99,69 @@ func TestClusterFailover(t *testing.T) {
 		}
 	}
 	assert.Greater(t, nodes[1].Accepted(), took, "the next node took the new connections")
+}
+
+// TestClusterTriesPastARefusedLogin: a node that is starting refuses
+// logins (it closes the connection after the client's credentials, which
+// the client reads as ACCESS_REFUSED) until it has loaded its users; the
+// next node is tried and takes the connection. Found by the nemesis: a
+// refused login used to stop the dial at the first node.
+func TestClusterTriesPastARefusedLogin(t *testing.T) {
+	t.Parallel()
+	cfg := config(t)
+	broker, err := url.Parse(cfg.URL)
+	require.NoError(t, err)
+	booting := refusingNode(t)
+	first := *broker
+	first.Host = booting
+	clustered := cfg
+	clustered.URL = first.String()
+	clustered.Hosts = []string{broker.Host}
+	clustered.DialTimeout = 2 * time.Second
+	tr := newTransport(t, clustered)
+
+	topic := testenv.Name(t, "booting")
+	sub, err := tr.Subscriber("g")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Close() })
+	msgs := testutil.Subscribe(t, sub, topic)
+	m := message.NewMessage(watermill.NewUUID(), []byte("one"))
+	require.NoError(t, tr.Publisher().Publish(topic, m))
+	require.Equal(t, m.UUID, testutil.Receive(t, msgs).UUID)
+}
+
+// refusingNode listens on a loopback port and answers every AMQP client as
+// a RabbitMQ node refuses a login while it boots: connection.start, then
+// the socket closed once the client's start-ok arrives.
+func refusingNode(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	// connection.start (class 10, method 10): version 0-9, no server
+	// properties, mechanisms "PLAIN", locales "en_US".
+	payload := []byte{0, 10, 0, 10, 0, 9, 0, 0, 0, 0, 0, 0, 0, 5, 'P', 'L', 'A', 'I', 'N', 0, 0, 0, 5, 'e', 'n', '_', 'U', 'S'}
+	frame := append([]byte{1, 0, 0, 0, 0, 0, byte(len(payload))}, payload...)
+	frame = append(frame, 0xCE)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+				header := make([]byte, 8) // "AMQP" 0 0 9 1
+				if _, err := io.ReadFull(conn, header); err != nil {
+					return
+				}
+				if _, err := conn.Write(frame); err != nil {
+					return
+				}
+				_, _ = conn.Read(make([]byte, 4096)) // start-ok: the credentials
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
