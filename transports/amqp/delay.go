@@ -32,9 +32,10 @@ func DelayQueueName(topic, group string, d time.Duration) string {
 //
 // With Config.QueueArgs x-queue-type quorum the delay queues are quorum
 // queues too, with at-least-once dead-lettering (x-dead-letter-strategy,
-// which needs x-overflow reject-publish); classic queues dead-letter at most
-// once, which loses a message only if the broker fails at the moment its
-// delay ends.
+// which needs x-overflow reject-publish), and the publisher makes sure
+// RabbitMQ expires them on time even when a leader change made it miss
+// their timer (see kicker); classic queues dead-letter at most once, which
+// loses a message only if the broker fails at the moment its delay ends.
 //
 // level is not used: RabbitMQ tells levels apart by their delay.
 func (p *Publisher) Delay(topic, group string, _ int, d time.Duration, msgs ...*message.Message) error {
@@ -72,7 +73,22 @@ func (p *Publisher) Delay(topic, group string, _ int, d time.Duration, msgs ...*
 	}
 	err = p.publish(&cc, to, msgs)
 	p.slots <- cc
+	if err == nil && p.quorum() {
+		p.kicker().delayed(queue, time.Now().Add(d), d)
+	}
 	return p.secrets.Error(err)
+}
+
+func (p *Publisher) quorum() bool { return p.cfg.QueueArgs["x-queue-type"] == "quorum" }
+
+// kicker returns the publisher's kicker, started at the first call.
+func (p *Publisher) kicker() *kicker {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.kick == nil {
+		p.kick = newKicker(p)
+	}
+	return p.kick
 }
 
 // DelayLevels reports that RabbitMQ brings back any number of levels.
@@ -84,7 +100,7 @@ func (p *Publisher) delayQueueArgs(groupQueue string, d time.Duration) amqp.Tabl
 		"x-dead-letter-exchange":    "",
 		"x-dead-letter-routing-key": groupQueue,
 	}
-	if p.cfg.QueueArgs["x-queue-type"] == "quorum" {
+	if p.quorum() {
 		args["x-queue-type"] = "quorum"
 		args["x-dead-letter-strategy"] = "at-least-once"
 		args["x-overflow"] = "reject-publish"

@@ -56,6 +56,7 @@ type Publisher struct {
 
 	mu       sync.Mutex
 	declared map[string]*amqp.Connection // exchanges and queues declared (target.key), per connection
+	kick     *kicker                     // quorum delay queues (Delay); nil until the first
 }
 
 // NewPublisher validates cfg and connects; the connection is lost and
@@ -278,6 +279,12 @@ func (p *Publisher) Close() error {
 	var err error
 	p.once.Do(func() {
 		close(p.closing)
+		p.mu.Lock()
+		k := p.kick
+		p.mu.Unlock()
+		if k != nil {
+			<-k.done
+		}
 		for range p.cfg.PublishChannels {
 			if cc := <-p.slots; cc != nil {
 				cc.close()
