@@ -66,6 +66,47 @@ func TestRelayHealth(t *testing.T) {
 		require.Eventually(t, func() bool { return relay.Health(ctx) == nil }, 10*time.Second, 5*time.Millisecond)
 	})
 
+	// A relay that steps down during a broker outage (its connection to
+	// the outbox lost while another relay takes the lock) stands by and
+	// reports no outage it no longer sees. Found by the nemesis.
+	t.Run("outage ends with the lead", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, pgStd)
+		app := "ek_" + e.name
+		db, err := sql.Open("pgx", withParam(testenv.PostgresURL(), "application_name", app))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = db.Close() })
+		ob, err := forwarder.NewOutbox(db, forwarder.OutboxConfig{Registry: e.reg, Name: e.name, Logger: testLogger(t)})
+		require.NoError(t, err)
+		down := &memBroker{}
+		down.setFail(func(string, *message.Message) error { return unavailableErr{"broker down"} })
+		first, err := forwarder.NewRelay(ob, down, fastRelay())
+		require.NoError(t, err)
+		rctx, cancel := context.WithCancel(ctx)
+		t.Cleanup(cancel)
+		done := make(chan error, 2)
+		go func() { done <- first.Run(rctx) }()
+		e.add(orders(0, 1)...)
+		require.Eventually(t, func() bool { return errors.Is(first.Health(ctx), forwarder.ErrBrokerUnavailable) },
+			10*time.Second, 5*time.Millisecond, "the outage is reported while the relay leads")
+
+		up := &memBroker{}
+		second, err := forwarder.NewRelay(e.ob, up, fastRelay())
+		require.NoError(t, err)
+		go func() { done <- second.Run(rctx) }()
+		// The first relay loses its connections, and with them the lock;
+		// the second takes it and publishes.
+		require.Eventually(t, func() bool {
+			_, _ = e.db.Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app)
+			return len(up.messages()) > 0
+		}, 20*time.Second, 50*time.Millisecond, "the second relay took over")
+		require.Eventually(t, func() bool { return first.Health(ctx) == nil }, 10*time.Second, 5*time.Millisecond,
+			"the standby reports an outage it no longer sees: %v", first.Health(ctx))
+		cancel()
+		require.NoError(t, <-done)
+		require.NoError(t, <-done)
+	})
+
 	t.Run("broker check and database", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, pgStd)

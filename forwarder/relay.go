@@ -107,6 +107,11 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.log.Info("eventkit: relay active", slog.Bool("listen", l.listen))
 		err = r.lead(ctx, l)
 		l.free()
+		// An outage seen while leading is no longer this relay's to report:
+		// a standby publishes nothing (the active relay, or BrokerHealth,
+		// tells how the broker is). Found by the nemesis: a relay that
+		// stepped down during an outage stayed unhealthy for good.
+		r.outageSince.Store(0)
 		if err != nil && ctx.Err() == nil {
 			r.log.Warn("eventkit: relay stepped down", slogErr(err))
 			sleep(ctx, r.cfg.RetryInterval)
