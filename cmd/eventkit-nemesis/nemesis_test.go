@@ -38,10 +38,21 @@ func TestNemesisShort(t *testing.T) {
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "go build: %s", out)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	// Within go test's deadline (10 min by default): interrupted a
+	// minute and a half before it, the run stops its services and
+	// servers and the test prints what it said.
+	deadline := time.Now().Add(12 * time.Minute)
+	if d, ok := t.Deadline(); ok {
+		deadline = d.Add(-30 * time.Second)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(-time.Minute))
 	defer cancel()
 	report := filepath.Join(t.TempDir(), "report.json")
 	cmd := exec.CommandContext(ctx, bin, "-seed", "1,random", "-duration", "30s", "-report", report)
+	// Stopped like a user would (Ctrl-C), so that it stops its services,
+	// PostgreSQL and RabbitMQ nodes before it exits.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = time.Minute
 	var stdout bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stdout
 	err = cmd.Run()
