@@ -162,9 +162,11 @@ func (n *rabbitNode) start(ctx context.Context) error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("rabbitmq-server %s: %w: %s", n.name, err, out)
 	}
-	deadline := time.Now().Add(2 * time.Minute)
+	// Three Erlang VMs starting at once on a loaded 2-core machine took
+	// more than two minutes once: five, before the run gives up.
+	deadline := time.Now().Add(5 * time.Minute)
 	for {
-		_, err := n.ctl(ctx, "await_startup", "--timeout", "120")
+		_, err := n.ctl(ctx, "await_startup", "--timeout", "300")
 		if err == nil {
 			return nil
 		}
