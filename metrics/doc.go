@@ -24,6 +24,7 @@
 //	eventkit_outbox_published             gauge      outbox                   published rows kept (until Purge)
 //	eventkit_outbox_oldest_pending_age_seconds gauge outbox                   age of the oldest pending row: the lag
 //	eventkit_outbox_up                    gauge      outbox                   1 when the last scrape read the stats, 0 when it failed
+//	eventkit_outbox_relay_active          gauge      outbox                   1 when a relay (of any process) holds the outbox's lock
 //	eventkit_relay_batch_size             histogram  outbox                   rows per batch read
 //	eventkit_relay_published_total        counter    outbox, topic            events confirmed by the broker (rate: publish rate)
 //	eventkit_relay_publish_errors_total   counter    outbox, topic            publish calls that returned an error
