@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -202,6 +201,8 @@ func (c *Console) parseTemplates() error {
 		"short": func(s string, n int) string { return oneLine(s, n) },
 		"itoa":  strconv.Itoa,
 		"i64":   func(n int64) string { return strconv.FormatInt(n, 10) },
+		"add1":  func(n int) int { return n + 1 },
+		"sub1":  func(n int) int { return n - 1 },
 	}
 	c.pages = map[string]*template.Template{}
 	for _, name := range []string{"outboxes", "failed", "failedrow", "confirm", "dlqindex", "dlq", "letter", "inboxes", "health", "login", "error"} {
@@ -322,5 +323,3 @@ func (c *Console) pageSize(r *http.Request) int {
 func (c *Console) readCtx(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), 10*time.Second)
 }
-
-var _ sync.Locker = (*sync.Mutex)(nil)

@@ -105,9 +105,9 @@ func (d *deadLetters) find(ctx context.Context, topic, group string) *dlqTopic {
 // letter is a dead letter as a scan keeps it: no payload.
 type letter struct {
 	EventID, Name, Handler, Reason, Error, OriginalTopic, CorrelationID, Group string
-	Attempts, DelayedAttempts, Replays, Size                                    int
-	FailedAt, OccurredAt                                                        time.Time
-	err                                                                         string // the whole error, for filters
+	Attempts, DelayedAttempts, Replays, Size                                   int
+	FailedAt, OccurredAt                                                       time.Time
+	err                                                                        string // the whole error, for filters
 }
 
 // group is the dead letters of one handler failing the same way.
@@ -125,16 +125,16 @@ type handlerCount struct {
 
 // snapshot is one scan of a dead-letter topic.
 type snapshot struct {
-	At                 time.Time
-	Took               time.Duration
-	Depth              int64
-	DepthErr, Err      string
-	Scanned, Invalid   int
-	Truncated          bool // the scan stopped at ScanLimit
-	Letters            []letter
-	Groups             []group
-	Handlers           []handlerCount
-	byID               map[string]int
+	At               time.Time
+	Took             time.Duration
+	Depth            int64
+	DepthErr, Err    string
+	Scanned, Invalid int
+	Truncated        bool // the scan stopped at ScanLimit
+	Letters          []letter
+	Groups           []group
+	Handlers         []handlerCount
+	byID             map[string]int
 }
 
 // scan returns the topic's last scan, reading it again when it is older
@@ -209,7 +209,9 @@ func (c *Console) browse(ctx context.Context, t *dlqTopic) *snapshot {
 	for _, h := range handlers {
 		s.Handlers = append(s.Handlers, *h)
 	}
-	slices.SortFunc(s.Handlers, func(a, b handlerCount) int { return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Handler, b.Handler)) })
+	slices.SortFunc(s.Handlers, func(a, b handlerCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Handler, b.Handler))
+	})
 	s.Took = time.Since(began)
 	return s
 }

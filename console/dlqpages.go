@@ -87,7 +87,7 @@ func (c *Console) dlqPage(w http.ResponseWriter, r *http.Request) {
 	f := dlqFilterOf(r.URL.Query())
 	limit := c.pageSize(r)
 	pageNo, _ := strconv.Atoi(r.URL.Query().Get("page"))
-	pageNo = max(pageNo, 1)
+	pageNo = min(max(pageNo, 1), c.cfg.ScanLimit) // a scan holds at most ScanLimit letters
 	var matched int
 	var letters []letter
 	from := (pageNo - 1) * limit

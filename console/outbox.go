@@ -251,7 +251,7 @@ func (c *Console) failedAction(kind string) func(http.ResponseWriter, *http.Requ
 		} else {
 			n, err = ob.DeleteFailed(ctx, f)
 		}
-		msg := fmt.Sprintf("%sd %d row(s): %s of outbox %s", strings.TrimSuffix(kind, "e"), n, describeFilter(f), ob.Name())
+		msg := fmt.Sprintf("%s %d row(s): %s of outbox %s", map[string]string{"requeue": "requeued", "delete": "deleted"}[kind], n, describeFilter(f), ob.Name())
 		attrs := []slog.Attr{slog.String("action", "outbox "+kind), slog.String("outbox", ob.Name()),
 			slog.String("filter", describeFilter(f)), slog.Int64("rows", n)}
 		if err != nil {
