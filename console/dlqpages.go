@@ -86,7 +86,10 @@ func (c *Console) dlqPage(w http.ResponseWriter, r *http.Request) {
 	s := c.scan(ctx, t, r.URL.Query().Get("refresh") != "")
 	f := dlqFilterOf(r.URL.Query())
 	limit := c.pageSize(r)
-	pageNo, _ := strconv.Atoi(r.URL.Query().Get("page"))
+	pageNo, err := strconv.Atoi(r.URL.Query().Get("page"))
+	if err != nil {
+		pageNo = 1 // also for a number out of range, which Atoi caps
+	}
 	pageNo = min(max(pageNo, 1), c.cfg.ScanLimit) // a scan holds at most ScanLimit letters
 	var matched int
 	var letters []letter

@@ -55,27 +55,33 @@ func (r *redactor) bytes(b []byte) []byte {
 // string returns s without the secrets.
 func (r *redactor) string(s string) string { return string(r.bytes([]byte(s))) }
 
-// RedactURL returns rawURL with its password masked, also when it does not
-// parse (an unescaped '@' or '#' in the password), for display.
+// RedactURL returns rawURL with its password masked, for display, also when
+// the password holds an unescaped '@', '#' or '/' (then url.Parse takes
+// part of it for the host or the fragment): when the URL has an '@' after
+// its user information, everything up to the last '@' is masked, which may
+// mask more than the password, never less.
 func RedactURL(rawURL string) string {
-	if u, err := url.Parse(rawURL); err == nil && u.User != nil {
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return rawURL
+	}
+	last := strings.LastIndex(rest, "@")
+	if last < 0 {
+		return rawURL
+	}
+	if u, err := url.Parse(rawURL); err == nil && u.User != nil && u.Fragment == "" &&
+		!strings.Contains(u.Host+u.Path+u.RawQuery, "@") {
 		if _, ok := u.User.Password(); ok {
 			u.User = url.UserPassword(u.User.Username(), "xxxxx")
 			return u.String()
 		}
 		return rawURL
 	}
-	// Unparsable: mask everything between the scheme's "//" and the last
-	// '@' before the path.
-	scheme, rest, ok := strings.Cut(rawURL, "://")
-	if !ok {
-		return rawURL
+	user, _, hasPassword := strings.Cut(rest[:last], ":")
+	if !hasPassword || strings.ContainsAny(user, "/?#") {
+		user = ""
 	}
-	if at := strings.LastIndex(rest, "@"); at >= 0 {
-		user, _, _ := strings.Cut(rest[:at], ":")
-		return scheme + "://" + user + ":xxxxx" + rest[at:]
-	}
-	return rawURL
+	return scheme + "://" + user + ":xxxxx" + rest[last:]
 }
 
 // masker replaces the configured fields of JSON payloads and metadata.
