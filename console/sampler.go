@@ -72,7 +72,14 @@ func (c *Console) sample(ctx context.Context, force bool) {
 			continue
 		}
 		if !o.mu.TryLock() {
-			continue // being sampled: the page shows the last sample
+			if _, ok := o.ring.last(); ok {
+				continue // being sampled: the page shows the last sample
+			}
+			o.mu.Lock() // the first sample is being read: wait for it
+			if _, ok := o.ring.last(); ok && !force {
+				o.mu.Unlock()
+				continue
+			}
 		}
 		wg.Add(1)
 		go func() {
