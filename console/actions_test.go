@@ -107,62 +107,9 @@ func TestRequeueAndDeleteFailedRows(t *testing.T) {
 func TestReplayGroupHandlesEachOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ctx := context.Background()
-	handler := b.topic + "_h"
-	b.deleteQueues(amqp.QueueName(b.topic, handler))
-	for _, l := range middleware.DelayedRetryLevelsDefault {
-		b.deleteQueues(amqp.DelayQueueName(b.topic, handler, l))
-	}
-
-	var fixed atomic.Bool
-	var mu sync.Mutex
-	handled := map[string]int{}
-	router, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
-	require.NoError(t, err)
-	inbox, err := middleware.NewMemoryInbox(middleware.InboxConfig{})
-	require.NoError(t, err)
-	chain, err := middleware.Default(middleware.DefaultConfig{Publisher: b.tr.Publisher(), Inbox: inbox, Subscribers: b.tr.Subscriber,
-		Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	router.AddMiddleware(chain.Middlewares()...)
-	sub, err := b.tr.Subscriber(handler)
-	require.NoError(t, err)
-	router.AddConsumerHandler(handler, b.topic, sub, func(m *message.Message) error {
-		var p Placed
-		if err := json.Unmarshal(m.Payload, &p); err != nil {
-			return middleware.Permanent(err)
-		}
-		if strings.HasPrefix(p.OrderID, "card") {
-			return middleware.Permanent(errors.New("card declined"))
-		}
-		if !fixed.Load() {
-			return middleware.Permanent(fmt.Errorf("unknown sku SKU-%s", p.OrderID))
-		}
-		mu.Lock()
-		handled[m.UUID]++
-		mu.Unlock()
-		return nil
-	})
-	go func() { _ = router.Run(ctx) }()
-	<-router.Running()
-	t.Cleanup(func() { _ = router.Close() })
-
-	var skuIDs []string
-	for i := range 5 {
-		id := "sku-" + fmt.Sprint(i)
-		if i >= 3 {
-			id = "card-" + fmt.Sprint(i)
-		}
-		m := message.NewMessage(watermill.NewUUID(), []byte(`{"order_id":"`+id+`"}`))
-		m.Metadata.Set(events.KeyName, "console.order_placed")
-		m.Metadata.Set(events.KeyEventID, m.UUID)
-		if i < 3 {
-			skuIDs = append(skuIDs, m.UUID)
-		}
-		require.NoError(t, b.tr.Publisher().Publish(b.topic, m))
-	}
-	require.Eventually(t, func() bool { return chain.DeadLettered() == 5 }, 30*time.Second, 10*time.Millisecond)
-	b.waitDepth(5)
+	ps := b.poison(3, 2)
+	handler, skuIDs, chain := ps.handler, ps.skuIDs, ps.chain
+	fixed, mu, handled := &ps.fixed, &ps.mu, ps.handled
 
 	c := b.client()
 	c.login("ada")
@@ -202,4 +149,81 @@ func TestReplayGroupHandlesEachOnce(t *testing.T) {
 	assert.Contains(t, audit[0], `"action":"dlq replay"`)
 	assert.Contains(t, audit[0], `"who":"ada from 127.0.0.1"`)
 	assert.Contains(t, audit[0], `"messages":3`)
+}
+
+// poisonConsumer is a handler behind the Default chain on RabbitMQ that
+// dead-letters orders "sku-N" with "unknown sku SKU-sku-N" until fixed,
+// and orders "card-N" always with "card declined".
+type poisonConsumer struct {
+	handler string
+	chain   *middleware.Chain
+	fixed   atomic.Bool
+	mu      sync.Mutex
+	handled map[string]int // event id → successful handlings
+	skuIDs  []string
+}
+
+// poison starts the consumer, publishes sku orders and card orders to the
+// live topic and waits until all are dead letters.
+func (b *bundle) poison(sku, card int) *poisonConsumer {
+	t := b.t
+	t.Helper()
+	ctx := context.Background()
+	ps := &poisonConsumer{handler: b.topic + "_h", handled: map[string]int{}}
+	b.deleteQueues(amqp.QueueName(b.topic, ps.handler))
+	for _, l := range middleware.DelayedRetryLevelsDefault {
+		b.deleteQueues(amqp.DelayQueueName(b.topic, ps.handler, l))
+	}
+	router, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
+	require.NoError(t, err)
+	inbox, err := middleware.NewMemoryInbox(middleware.InboxConfig{})
+	require.NoError(t, err)
+	ps.chain, err = middleware.Default(middleware.DefaultConfig{Publisher: b.tr.Publisher(), Inbox: inbox, Subscribers: b.tr.Subscriber,
+		Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	router.AddMiddleware(ps.chain.Middlewares()...)
+	sub, err := b.tr.Subscriber(ps.handler)
+	require.NoError(t, err)
+	router.AddConsumerHandler(ps.handler, b.topic, sub, func(m *message.Message) error {
+		var p Placed
+		if err := json.Unmarshal(m.Payload, &p); err != nil {
+			return middleware.Permanent(err)
+		}
+		if strings.HasPrefix(p.OrderID, "card") {
+			return middleware.Permanent(errors.New("card declined"))
+		}
+		if !ps.fixed.Load() {
+			return middleware.Permanent(fmt.Errorf("unknown sku SKU-%s", p.OrderID))
+		}
+		ps.mu.Lock()
+		ps.handled[m.UUID]++
+		ps.mu.Unlock()
+		return nil
+	})
+	go func() { _ = router.Run(ctx) }()
+	<-router.Running()
+	t.Cleanup(func() { _ = router.Close() })
+	for i := range sku + card {
+		id := "sku-" + fmt.Sprint(i)
+		if i >= sku {
+			id = "card-" + fmt.Sprint(i)
+		}
+		m := message.NewMessage(watermill.NewUUID(), []byte(`{"order_id":"`+id+`"}`))
+		m.Metadata.Set(events.KeyName, "console.order_placed")
+		m.Metadata.Set(events.KeyEventID, m.UUID)
+		if i < sku {
+			ps.skuIDs = append(ps.skuIDs, m.UUID)
+		}
+		require.NoError(t, b.tr.Publisher().Publish(b.topic, m))
+	}
+	require.Eventually(t, func() bool { return ps.chain.DeadLettered() == int64(sku+card) }, 30*time.Second, 10*time.Millisecond)
+	b.waitDepth(int64(sku + card))
+	return ps
+}
+
+// handledCount returns how many distinct events were handled.
+func (ps *poisonConsumer) handledCount() int {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return len(ps.handled)
 }

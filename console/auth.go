@@ -148,20 +148,30 @@ func (c *Console) operatorOf(r *http.Request) (operator, bool) {
 }
 
 // sameOrigin refuses cross-site requests: a browser says where a request
-// comes from with Sec-Fetch-Site and Origin; clients that send neither
-// (curl, scripts) are not browsers tricked by another site.
+// comes from with Sec-Fetch-Site and Origin, which a page cannot forge;
+// clients that send neither (curl, scripts) are not browsers tricked by
+// another site. Origin "null" (a form posted under a strict referrer
+// policy, or from a sandboxed frame) passes only with Sec-Fetch-Site
+// same-origin.
 func sameOrigin(r *http.Request) error {
-	switch r.Header.Get("Sec-Fetch-Site") {
+	site := r.Header.Get("Sec-Fetch-Site")
+	switch site {
 	case "", "same-origin", "none":
 	default:
 		return errCrossSite
 	}
 	o := r.Header.Get("Origin")
-	if o == "" {
+	switch o {
+	case "":
 		return nil
+	case "null":
+		if site == "same-origin" {
+			return nil
+		}
+		return errCrossSite
 	}
 	u, err := url.Parse(o)
-	if err != nil || o == "null" || !strings.EqualFold(u.Host, r.Host) {
+	if err != nil || !strings.EqualFold(u.Host, r.Host) {
 		return errCrossSite
 	}
 	return nil

@@ -21,6 +21,7 @@ const (
 	PageSizeDefault          = 50
 	ScanLimitDefault         = 10_000
 	DeadLetterRefreshDefault = 5 * time.Second
+	ScanWaitDefault          = 250 * time.Millisecond
 	MaxPayloadDefault        = 64 << 10
 	SessionTTLDefault        = 8 * time.Hour
 	ActionTimeoutDefault     = 5 * time.Minute
@@ -131,6 +132,11 @@ type Config struct {
 	// DeadLetterRefresh is how long a scan of a dead-letter topic is shown
 	// before it is read again. Defaults to DeadLetterRefreshDefault.
 	DeadLetterRefresh time.Duration
+	// ScanWait is how long a dead-letter page waits for a scan of its
+	// topic (which runs in the background) before it shows the last scan,
+	// or, before the first, that the topic is being read, and reloads
+	// itself. Defaults to ScanWaitDefault.
+	ScanWait time.Duration
 	// MaxPayload is how many bytes of a payload, an error or a stack a page
 	// shows; the rest is cut and counted. Defaults to MaxPayloadDefault.
 	MaxPayload int
@@ -168,6 +174,9 @@ func (c Config) withDefaults() Config {
 	if c.DeadLetterRefresh == 0 {
 		c.DeadLetterRefresh = DeadLetterRefreshDefault
 	}
+	if c.ScanWait == 0 {
+		c.ScanWait = ScanWaitDefault
+	}
 	if c.MaxPayload == 0 {
 		c.MaxPayload = MaxPayloadDefault
 	}
@@ -204,7 +213,7 @@ func (c Config) validate() error {
 		return fmt.Errorf("console: Config.PageSize %d: want 1 to %d", c.PageSize, MaxPageSize)
 	case c.ScanLimit < 1:
 		return fmt.Errorf("console: Config.ScanLimit %d: must be positive", c.ScanLimit)
-	case c.DeadLetterRefresh < 0, c.SessionTTL < 0, c.ActionTimeout < 0, c.ReplayIdleTimeout < 0:
+	case c.DeadLetterRefresh < 0, c.SessionTTL < 0, c.ActionTimeout < 0, c.ReplayIdleTimeout < 0, c.ScanWait < 0:
 		return errors.New("console: Config durations must not be negative")
 	case c.MaxPayload < 256:
 		return fmt.Errorf("console: Config.MaxPayload %d: at least 256", c.MaxPayload)

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -32,6 +33,11 @@ type Console struct {
 	inboxes  *inboxCache
 	dlq      *deadLetters
 	started  time.Time
+	// bgCtx ends the background scans of dead-letter topics at Close; bg
+	// counts them.
+	bgCtx  context.Context
+	bgStop context.CancelFunc
+	bg     sync.WaitGroup
 }
 
 // Handler returns the console as an http.Handler, to mount at
@@ -63,6 +69,7 @@ func New(cfg Config) (*Console, error) {
 		inboxes:  &inboxCache{},
 		started:  time.Now(),
 	}
+	c.bgCtx, c.bgStop = context.WithCancel(context.Background())
 	keys := map[string]int{}
 	for _, o := range cfg.Outboxes {
 		key := o.Outbox.Name()
@@ -96,12 +103,23 @@ func (c *Console) Run(ctx context.Context) error {
 	}
 }
 
+// Close stops the scans of dead-letter topics that pages started in the
+// background (each reads a topic up to ScanLimit messages, within
+// ActionTimeout) and waits for them: call it after the server that serves
+// the console stopped. Safe to call twice; the handler must not be used
+// after it.
+func (c *Console) Close() error {
+	c.bgStop()
+	c.bg.Wait()
+	return nil
+}
+
 // ServeHTTP serves the console's pages and actions.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin") // no-referrer makes Chromium post forms with Origin: null
 	h.Set("Cache-Control", "no-store")
 	c.mux.ServeHTTP(w, r)
 }
@@ -157,6 +175,7 @@ type page struct {
 	CanAct, LoggedIn    bool
 	Private             bool
 	Refresh             int // seconds of the no-JavaScript refresh, 0: none
+	Reload              int // seconds until the page reloads, with or without JavaScript, 0: never
 	LiveEvery           int // milliseconds between live updates, 0: none
 	Data                any
 }

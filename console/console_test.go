@@ -185,7 +185,8 @@ func TestForgedCrossSitePostRefused(t *testing.T) {
 		"csrf of another login":         {url.Values{"csrf": {otherCSRF(t, b)}}, nil},
 		"foreign origin":                {good, []string{"Origin", "https://evil.example"}},
 		"foreign origin, no fetch meta": {good, []string{"Origin", "https://evil.example", "Sec-Fetch-Site", ""}},
-		"null origin":                   {good, []string{"Origin", "null"}},
+		"null origin":                   {good, []string{"Origin", "null", "Sec-Fetch-Site", ""}},
+		"null origin, cross-site":       {good, []string{"Origin", "null", "Sec-Fetch-Site", "cross-site"}},
 		"cross-site fetch":              {good, []string{"Sec-Fetch-Site", "cross-site", "Origin", ""}},
 		"same-site subdomain":           {good, []string{"Sec-Fetch-Site", "same-site", "Origin", ""}},
 	} {

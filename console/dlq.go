@@ -31,13 +31,17 @@ type deadLetters struct {
 	discoverErr string
 }
 
-// dlqTopic is one dead-letter topic. Its mutex makes browsing and scans
+// dlqTopic is one dead-letter topic. Its mutex makes scans and actions
 // take turns: a scan does not see what a browse holds (RabbitMQ), and one
-// scan at a time runs per topic.
+// scan or action at a time runs per topic.
 type dlqTopic struct {
 	DeadLetterTopic
 	mu   sync.Mutex
 	snap atomic.Pointer[snapshot]
+	// running is closed when the background scan in progress ends; nil
+	// when none runs. Guarded by scanMu.
+	scanMu  sync.Mutex
+	running chan struct{}
 }
 
 func newDeadLetters(c *Console) *deadLetters {
@@ -137,23 +141,62 @@ type snapshot struct {
 	byID             map[string]int
 }
 
-// scan returns the topic's last scan, reading it again when it is older
-// than DeadLetterRefresh (or force). While an action holds the topic, the
-// last scan is returned as it is.
-func (c *Console) scan(ctx context.Context, t *dlqTopic, force bool) *snapshot {
-	if s := t.snap.Load(); s != nil && !force && time.Since(s.At) < c.cfg.DeadLetterRefresh {
-		return s
+// scan returns the topic's last scan when it is younger than
+// DeadLetterRefresh (and not force). Otherwise it reads the topic again in
+// the background (one scan at a time per topic, after any action on it)
+// and waits up to wait for that scan; when it is not done by then, it
+// returns the last scan (nil before the first) and true: the page shows
+// it, and the next one the new scan. So a page never takes longer than
+// wait to show a topic, however long reading it takes.
+func (c *Console) scan(ctx context.Context, t *dlqTopic, force bool, wait time.Duration) (*snapshot, bool) {
+	last := t.snap.Load()
+	if last != nil && !force && time.Since(last.At) < c.cfg.DeadLetterRefresh {
+		return last, false
 	}
-	if !t.mu.TryLock() {
-		if s := t.snap.Load(); s != nil {
-			return s
+	t.scanMu.Lock()
+	done := t.running
+	if done != nil && force {
+		// A forced scan starts after the one in progress, which may have
+		// read the topic before what the caller wants to see; one started
+		// meanwhile is recent enough.
+		t.scanMu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return last, true
 		}
-		return &snapshot{At: time.Now(), Err: "an action is running on this topic; reload in a moment"}
+		t.scanMu.Lock()
+		done = t.running
 	}
-	defer t.mu.Unlock()
-	s := c.browse(ctx, t)
-	t.snap.Store(s)
-	return s
+	if done == nil {
+		done = make(chan struct{})
+		t.running = done
+		c.bg.Add(1)
+		go func() {
+			defer c.bg.Done()
+			defer close(done)
+			sctx, cancel := context.WithTimeout(c.bgCtx, c.cfg.ActionTimeout)
+			defer cancel()
+			t.mu.Lock()
+			t.snap.Store(c.browse(sctx, t))
+			t.mu.Unlock()
+			t.scanMu.Lock()
+			if t.running == done {
+				t.running = nil
+			}
+			t.scanMu.Unlock()
+		}()
+	}
+	t.scanMu.Unlock()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return t.snap.Load(), false
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	return last, true
 }
 
 // browse reads up to ScanLimit messages of the topic without taking them,

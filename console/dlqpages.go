@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -83,7 +84,14 @@ func (c *Console) dlqPage(w http.ResponseWriter, r *http.Request) {
 	if t == nil {
 		return
 	}
-	s := c.scan(ctx, t, r.URL.Query().Get("refresh") != "")
+	s, scanning := c.scan(ctx, t, r.URL.Query().Get("refresh") != "", c.cfg.ScanWait)
+	if s == nil { // the first scan is still reading: the depth now, the rest soon
+		s = &snapshot{At: time.Now(), byID: map[string]int{}}
+		var err error
+		if s.Depth, err = c.cfg.Transport.Depth(ctx, t.Topic, t.Group); err != nil {
+			s.DepthErr = err.Error()
+		}
+	}
 	f := dlqFilterOf(r.URL.Query())
 	limit := c.pageSize(r)
 	pageNo, err := strconv.Atoi(r.URL.Query().Get("page"))
@@ -108,7 +116,11 @@ func (c *Console) dlqPage(w http.ResponseWriter, r *http.Request) {
 		groups = groups[:100]
 	}
 	p := c.newPage(r, "Dead letters of "+t.Topic, "dlq")
-	p.Data = map[string]any{"Topic": t.Topic, "Group": groupParam(t), "Snap": s, "Letters": letters, "Matched": matched,
+	c.live(p)
+	if scanning {
+		p.Reload = 2
+	}
+	p.Data = map[string]any{"Topic": t.Topic, "Group": groupParam(t), "Snap": s, "Scanning": scanning, "Letters": letters, "Matched": matched,
 		"Page": pageNo, "From": from + 1, "To": from + len(letters), "HasNext": from+len(letters) < matched,
 		"Limit": strconv.Itoa(limit), "Filter": f, "Filtered": !f.empty(), "Describe": f.describe(),
 		"Groups": groups, "MoreGroups": len(s.Groups) - len(groups), "ScanLimit": c.cfg.ScanLimit,
@@ -198,7 +210,11 @@ func (c *Console) dlqConfirm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := dlqFilterOf(r.URL.Query())
-	s := c.scan(ctx, t, true) // the count shown is the count now
+	s, scanning := c.scan(ctx, t, true, 10*time.Second) // the count shown is the count now
+	if scanning {
+		c.renderError(w, r, http.StatusServiceUnavailable, fmt.Errorf("%s is still being read: try again in a moment", t.Topic))
+		return
+	}
 	var n int64
 	var examples []string
 	for _, l := range s.Letters {

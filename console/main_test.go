@@ -158,15 +158,33 @@ func setup(t *testing.T, mod ...func(*console.Config)) *bundle {
 		DeadLetterRefresh: time.Nanosecond,
 		SampleInterval:    time.Second,
 		ReplayIdleTimeout: time.Second,
+		// Pages wait for their scan: the tests read what they show.
+		ScanWait: 20 * time.Second,
 	}
 	for _, m := range mod {
 		m(&cfg)
 	}
 	b.c, err = console.New(cfg)
 	require.NoError(t, err)
-	b.srv = httptest.NewServer(b.c)
-	t.Cleanup(b.srv.Close)
+	srv, c := httptest.NewServer(b.c), b.c
+	b.srv = srv
+	t.Cleanup(func() {
+		srv.Close()
+		assert.NoError(t, c.Close())
+	})
 	return b
+}
+
+// serve serves c instead of the console setup made.
+func (b *bundle) serve(c *console.Console) {
+	b.srv.Close()
+	b.c = c
+	srv := httptest.NewServer(c)
+	b.srv = srv
+	b.t.Cleanup(func() {
+		srv.Close()
+		assert.NoError(b.t, c.Close())
+	})
 }
 
 // deleteQueues deletes the queues when the test ends.

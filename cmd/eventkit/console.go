@@ -126,6 +126,7 @@ func (f *consoleFlags) run(cmd *cobra.Command) error {
 	if err != nil {
 		return usagef("%s", configFlags.Replace(err.Error()))
 	}
+	defer c.Close()
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return fmt.Errorf("console: %w", err)
