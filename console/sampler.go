@@ -172,15 +172,21 @@ func svgChart(title, unit string, pts []point, window time.Duration, now time.Ti
 	}
 	var line strings.Builder
 	start := now.Add(-window)
+	var x, y float64
+	shown := 0
 	for _, p := range pts {
 		if p.At.Before(start) {
 			continue
 		}
-		x := chartPad + (chartW-chartPad-4)*p.At.Sub(start).Seconds()/window.Seconds()
-		y := 4 + (chartH-chartPad)*(1-p.V/top)
+		x = chartPad + (chartW-chartPad-4)*p.At.Sub(start).Seconds()/window.Seconds()
+		y = 4 + (chartH-chartPad)*(1-p.V/top)
 		fmt.Fprintf(&line, "%.1f,%.1f ", x, y)
+		shown++
 	}
-	if line.Len() > 0 {
+	if shown > 0 { // the latest value, also when it is the only one
+		fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="2.5" fill="#2b6cb0"/>`, x, y)
+	}
+	if shown > 1 {
 		fmt.Fprintf(&b, `<polyline fill="none" stroke="#2b6cb0" stroke-width="1.5" points="%s"/>`, strings.TrimSpace(line.String()))
 	}
 	b.WriteString(`</svg>`)
