@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -68,20 +69,28 @@ func TestRequeueAndDeleteFailedRows(t *testing.T) {
 	assert.EqualValues(t, 2, st.Failed)
 	assert.EqualValues(t, 4, st.Pending)
 
-	p = c.confirm(base+"/confirm?action=delete&error=too+large", 2)
+	// Another row fails the same way between the confirm page and the
+	// click: it is not deleted, only the 2 shown.
+	cf := c.get(base + "/confirm?action=delete&error=too+large")
+	assert.Contains(t, cf.body, `id="confirm-count">2</b>`)
+	b.fail("message too large", 5)
+	action, form := form(t, cf)
+	p = c.post(action, form)
 	assert.Contains(t, p.body, `deleted 2 row(s)`)
 	st = b.stats()
-	assert.EqualValues(t, 0, st.Failed)
-	assert.EqualValues(t, 4, st.Pending, "pending rows are never deleted")
+	assert.EqualValues(t, 1, st.Failed, "the row that failed after the count was shown")
+	assert.EqualValues(t, 3, st.Pending, "pending rows are never deleted")
+	p = c.confirm(base+"/confirm?action=delete", 1)
+	assert.Contains(t, p.body, `deleted 1 row(s)`)
 	p = c.get(base + "/confirm?action=delete")
 	assert.Contains(t, p.body, "Nothing matches")
 
 	audit := b.auditLines()
-	require.Len(t, audit, 3)
+	require.Len(t, audit, 4)
 	for i, want := range []struct {
 		action string
 		rows   int
-	}{{"outbox requeue", 1}, {"outbox requeue", 2}, {"outbox delete", 2}} {
+	}{{"outbox requeue", 1}, {"outbox requeue", 2}, {"outbox delete", 2}, {"outbox delete", 1}} {
 		var line map[string]any
 		require.NoError(t, json.Unmarshal([]byte(audit[i]), &line))
 		assert.Equal(t, "ada from 127.0.0.1", line["who"])
@@ -94,10 +103,12 @@ func TestRequeueAndDeleteFailedRows(t *testing.T) {
 	// A bearer token acts without a login and gets JSON.
 	b.fail("again", 0)
 	bc := b.client()
-	p = bc.post(base+"/requeue", nil, "Authorization", "Bearer "+token, "Accept", "application/json")
+	p = bc.post(base+"/requeue", url.Values{}, "Authorization", "Bearer "+token, "Accept", "application/json")
+	assert.Equal(t, http.StatusBadRequest, p.status, "a script says how many it expects too")
+	p = bc.post(base+"/requeue", url.Values{"expect": {"10"}}, "Authorization", "Bearer "+token, "Accept", "application/json")
 	require.Equal(t, http.StatusOK, p.status, p.body)
 	assert.Contains(t, p.body, `"rows":1`)
-	assert.Contains(t, b.auditLines()[3], `"who":"bearer token from 127.0.0.1"`)
+	assert.Contains(t, b.auditLines()[4], `"who":"bearer token from 127.0.0.1"`)
 }
 
 // A group of dead letters made by the Default chain over RabbitMQ is

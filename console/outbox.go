@@ -223,7 +223,7 @@ func (c *Console) failedConfirm(w http.ResponseWriter, r *http.Request) {
 	}
 	cf := confirmation{Verb: kind, What: describeFilter(f) + " of outbox " + ob.Name(), Count: n,
 		Action: c.path("outboxes", o.key, "failed", kind), Back: c.path("outboxes", o.key, "failed"),
-		Fields: filterValues(f), Examples: examples}
+		Fields: append(filterValues(f), kv{Key: "expect", Value: shown{Text: strconv.FormatInt(n, 10)}}), Examples: examples}
 	if kind == "requeue" {
 		cf.Note = "Requeued rows go back to pending with a fresh attempt budget; the relay publishes them before younger rows."
 	} else {
@@ -241,11 +241,16 @@ func (c *Console) failedAction(kind string) func(http.ResponseWriter, *http.Requ
 			return
 		}
 		f := failedFilter(r.PostForm)
+		expect, err := strconv.ParseInt(r.PostForm.Get("expect"), 10, 64)
+		if err != nil || expect < 1 {
+			c.refuse(w, r, http.StatusBadRequest, errors.New("expect: the count shown before confirming is missing"))
+			return
+		}
+		f.Limit = expect // no more than the operator was shown
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), c.cfg.ActionTimeout)
 		defer cancel()
 		ob := o.Outbox.Outbox
 		var n int64
-		var err error
 		if kind == "requeue" {
 			n, err = ob.RequeueFailed(ctx, f)
 		} else {
@@ -253,7 +258,7 @@ func (c *Console) failedAction(kind string) func(http.ResponseWriter, *http.Requ
 		}
 		msg := fmt.Sprintf("%s %d row(s): %s of outbox %s", map[string]string{"requeue": "requeued", "delete": "deleted"}[kind], n, describeFilter(f), ob.Name())
 		attrs := []slog.Attr{slog.String("action", "outbox "+kind), slog.String("outbox", ob.Name()),
-			slog.String("filter", describeFilter(f)), slog.Int64("rows", n)}
+			slog.String("filter", describeFilter(f)), slog.Int64("rows", n), slog.Int64("expected", expect)}
 		if err != nil {
 			msg += ", then: " + err.Error()
 			attrs = append(attrs, slog.String("error", err.Error()))

@@ -23,6 +23,10 @@ type FailedFilter struct {
 	// compared as LIKE compares (case-sensitive on PostgreSQL, not on MySQL
 	// and SQLite). Defaults to "": any.
 	ErrorContains string
+	// Limit bounds how many rows RequeueFailed and DeleteFailed change, the
+	// oldest first: an operator who confirmed a count changes no more than
+	// that. FailedPage and CountFailed ignore it. Defaults to 0: all.
+	Limit int64
 }
 
 // FailedRow is a failed row as FailedPage returns it: the Record with what
@@ -147,8 +151,15 @@ func (o *Outbox) bulkFailed(ctx context.Context, f FailedFilter, change string) 
 		if err != nil {
 			return total, err
 		}
+		batch := int64(bulkBatch)
+		if f.Limit > 0 {
+			batch = min(batch, f.Limit-total)
+			if batch <= 0 {
+				return total, nil
+			}
+		}
 		q := "SELECT " + o.s.col("offset") + " FROM " + o.s.table + " WHERE " + where +
-			" ORDER BY " + o.s.col("offset") + " LIMIT " + strconv.Itoa(bulkBatch)
+			" ORDER BY " + o.s.col("offset") + " LIMIT " + strconv.FormatInt(batch, 10)
 		rs, err := o.db.query(ctx, q, args...)
 		if err != nil {
 			return total, fmt.Errorf("forwarder: outbox %s: %w", o.cfg.Name, err)
@@ -178,7 +189,7 @@ func (o *Outbox) bulkFailed(ctx context.Context, f FailedFilter, change string) 
 		if err != nil {
 			return total, fmt.Errorf("forwarder: outbox %s: %w", o.cfg.Name, err)
 		}
-		if len(offs) < bulkBatch {
+		if int64(len(offs)) < batch {
 			return total, nil
 		}
 		if err := ctx.Err(); err != nil {

@@ -138,3 +138,37 @@ func TestFailedPagesAndBulkRepairs(t *testing.T) {
 		})
 	}
 }
+
+// FailedFilter.Limit bounds the bulk repairs, oldest first, also across
+// their batches of 500 statements.
+func TestBulkRepairsStopAtLimit(t *testing.T) {
+	t.Parallel()
+	for _, b := range allBackends {
+		t.Run(string(b), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, b)
+			ctx := context.Background()
+			e.add(orders(0, 505)...)
+			table := `"` + e.ob.Table() + `"`
+			if b == mysqlB {
+				table = "`" + e.ob.Table() + "`"
+			}
+			require.NoError(t, e.exec(ctx, `UPDATE `+table+` SET status = 2`))
+			oldest, err := e.ob.FailedPage(ctx, forwarder.FailedFilter{}, 0, 2)
+			require.NoError(t, err)
+
+			n, err := e.ob.RequeueFailed(ctx, forwarder.FailedFilter{Limit: 2})
+			require.NoError(t, err)
+			require.EqualValues(t, 2, n)
+			left, err := e.ob.FailedPage(ctx, forwarder.FailedFilter{}, 0, 1)
+			require.NoError(t, err)
+			require.Greater(t, left[0].Offset, oldest[1].Offset, "the oldest went first")
+			n, err = e.ob.DeleteFailed(ctx, forwarder.FailedFilter{Limit: 501})
+			require.NoError(t, err)
+			require.EqualValues(t, 501, n, "across two batches")
+			st := e.stats()
+			require.EqualValues(t, 2, st.Failed)
+			require.EqualValues(t, 2, st.Pending)
+		})
+	}
+}
