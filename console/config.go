@@ -81,8 +81,10 @@ type Config struct {
 	Transport *transports.Transport
 	// DeadLetters are the dead-letter topics shown. Defaults to the
 	// dead-letter topic (middleware.DeadLetterTopic) of every topic the
-	// outboxes publish to (Outbox.Topics, read once), that exists on
-	// Transport for middleware.DeadLetterGroupDefault.
+	// outboxes' rows name (Outbox.Topics, read once: it reads the whole
+	// table) that exists on Transport for middleware.DeadLetterGroupDefault,
+	// looked for again every 5 minutes. A topic first published after the
+	// console started is shown after a restart, or when listed here.
 	DeadLetters []DeadLetterTopic
 	// Health are further checks shown on the health page, e.g. a
 	// processor's Health or HTTPCheck of a service's /healthz. The console

@@ -253,3 +253,20 @@ func TestNoPasswordOnAnyPage(t *testing.T) {
 	p = c.get("/dlq")
 	assert.Contains(t, p.body, "amqp://guest:xxxxx@")
 }
+
+// Without Config.DeadLetters, the dead-letter topics shown are those of
+// the topics the outbox's rows name, when they exist on the transport.
+func TestDeadLetterTopicsFoundFromOutbox(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *console.Config) { c.DeadLetters = nil })
+	b.seed()
+	c := b.client()
+	p := c.get("/dlq")
+	require.Equal(t, http.StatusOK, p.status)
+	assert.Contains(t, p.body, `href="/dlq/`+b.dlq+`"`)
+	assert.Regexp(t, `class="dlq-depth">3</b>`, p.body)
+	p = c.get("/dlq/" + b.dlq)
+	assert.Regexp(t, `id="dlq-groups">2</b>`, p.body)
+	p = c.get("/dlq/" + b.topic + ".other.dlq")
+	assert.Equal(t, http.StatusNotFound, p.status, "only the topics found")
+}

@@ -29,6 +29,11 @@ type deadLetters struct {
 	topics      []*dlqTopic
 	discovered  time.Time
 	discoverErr string
+	// outboxTopics are the topics the outboxes publish to, read once
+	// (Outbox.Topics reads the whole table); their dead-letter topics are
+	// looked for every discoverEvery.
+	outboxTopics []string
+	topicsRead   bool
 }
 
 // dlqTopic is one dead-letter topic. Its mutex makes scans and actions
@@ -38,6 +43,9 @@ type dlqTopic struct {
 	DeadLetterTopic
 	mu   sync.Mutex
 	snap atomic.Pointer[snapshot]
+	// counted is the depth the scan in progress counted before reading:
+	// what a page shows before the first scan is done.
+	counted atomic.Pointer[snapshot]
 	// running is closed when the background scan in progress ends; nil
 	// when none runs. Guarded by scanMu.
 	scanMu  sync.Mutex
@@ -67,26 +75,34 @@ func (d *deadLetters) list(ctx context.Context) ([]*dlqTopic, string) {
 	for _, t := range d.topics {
 		seen[t.Topic] = true
 	}
-	for _, o := range c.outboxes {
-		topics, err := o.Outbox.Outbox.Topics(ctx, 100)
+	if !d.topicsRead {
+		// Read again at the next look while it fails or finds nothing (an
+		// outbox that has published nothing yet is small to read).
+		d.outboxTopics, d.topicsRead = nil, true
+		for _, o := range c.outboxes {
+			topics, err := o.Outbox.Outbox.Topics(ctx, 100)
+			if err != nil {
+				d.discoverErr = err.Error()
+				d.topicsRead = false
+				continue
+			}
+			d.outboxTopics = append(d.outboxTopics, topics...)
+		}
+		d.topicsRead = d.topicsRead && len(d.outboxTopics) > 0
+	}
+	for _, t := range d.outboxTopics {
+		dt := middleware.DeadLetterTopic(t)
+		if strings.HasSuffix(t, middleware.DeadLetterTopicSuffix) || seen[dt] {
+			continue
+		}
+		ok, err := c.cfg.Transport.Exists(ctx, dt, middleware.DeadLetterGroupDefault)
 		if err != nil {
 			d.discoverErr = err.Error()
 			continue
 		}
-		for _, t := range topics {
-			dt := middleware.DeadLetterTopic(t)
-			if strings.HasSuffix(t, middleware.DeadLetterTopicSuffix) || seen[dt] {
-				continue
-			}
-			ok, err := c.cfg.Transport.Exists(ctx, dt, middleware.DeadLetterGroupDefault)
-			if err != nil {
-				d.discoverErr = err.Error()
-				continue
-			}
-			if ok {
-				seen[dt] = true
-				d.topics = append(d.topics, &dlqTopic{DeadLetterTopic: DeadLetterTopic{Topic: dt, Group: middleware.DeadLetterGroupDefault}})
-			}
+		if ok {
+			seen[dt] = true
+			d.topics = append(d.topics, &dlqTopic{DeadLetterTopic: DeadLetterTopic{Topic: dt, Group: middleware.DeadLetterGroupDefault}})
 		}
 	}
 	slices.SortFunc(d.topics, func(a, b *dlqTopic) int { return cmp.Compare(a.Topic, b.Topic) })
@@ -209,6 +225,7 @@ func (c *Console) browse(ctx context.Context, t *dlqTopic) *snapshot {
 	if s.Depth, err = tr.Depth(ctx, t.Topic, t.Group); err != nil {
 		s.DepthErr = err.Error()
 	}
+	t.counted.Store(&snapshot{At: began, Depth: s.Depth, DepthErr: s.DepthErr, byID: map[string]int{}}) // for the pages meanwhile
 	msgs, err := tr.Browse(ctx, t.Topic, t.Group, c.cfg.ScanLimit)
 	if err != nil {
 		s.Err = err.Error()

@@ -85,11 +85,10 @@ func (c *Console) dlqPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s, scanning := c.scan(ctx, t, r.URL.Query().Get("refresh") != "", c.cfg.ScanWait)
-	if s == nil { // the first scan is still reading: the depth now, the rest soon
-		s = &snapshot{At: time.Now(), byID: map[string]int{}}
-		var err error
-		if s.Depth, err = c.cfg.Transport.Depth(ctx, t.Topic, t.Group); err != nil {
-			s.DepthErr = err.Error()
+	counting := false
+	if s == nil { // the first scan is still reading: its depth if counted, the rest soon
+		if s = t.counted.Load(); s == nil {
+			s, counting = &snapshot{At: time.Now(), byID: map[string]int{}}, true
 		}
 	}
 	f := dlqFilterOf(r.URL.Query())
@@ -120,7 +119,7 @@ func (c *Console) dlqPage(w http.ResponseWriter, r *http.Request) {
 	if scanning {
 		p.Reload = 2
 	}
-	p.Data = map[string]any{"Topic": t.Topic, "Group": groupParam(t), "Snap": s, "Scanning": scanning, "Letters": letters, "Matched": matched,
+	p.Data = map[string]any{"Topic": t.Topic, "Group": groupParam(t), "Snap": s, "Scanning": scanning, "Counting": counting, "Letters": letters, "Matched": matched,
 		"Page": pageNo, "From": from + 1, "To": from + len(letters), "HasNext": from+len(letters) < matched,
 		"Limit": strconv.Itoa(limit), "Filter": f, "Filtered": !f.empty(), "Describe": f.describe(),
 		"Groups": groups, "MoreGroups": len(s.Groups) - len(groups), "ScanLimit": c.cfg.ScanLimit,
