@@ -144,7 +144,9 @@ func (r *Relay) lead(ctx context.Context, l *leader) (err error) {
 			}(batch[len(batch)-1])
 		}
 
+		began := time.Now()
 		res, confirmed, err := r.relayBatch(ctx, batch)
+		r.lastBatch.Store(&Batch{At: time.Now().UTC(), Rows: len(batch), Confirmed: len(confirmed), Took: time.Since(began)})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -25,6 +25,11 @@ type Relay struct {
 	running atomic.Bool
 	tracer  trace.Tracer // nil when tracing is off
 
+	// active is true while this relay holds the outbox's lock, lastBatch the
+	// last batch it published: State reads them.
+	active    atomic.Bool
+	lastBatch atomic.Pointer[Batch]
+
 	// outageSince is when the current broker outage began (unix nanos), 0
 	// when the broker is available; Health reads it.
 	outageSince atomic.Int64
@@ -105,7 +110,9 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		standby = false
 		r.log.Info("eventkit: relay active", slog.Bool("listen", l.listen))
+		r.active.Store(true)
 		err = r.lead(ctx, l)
+		r.active.Store(false)
 		l.free()
 		// An outage seen while leading is no longer this relay's to report:
 		// a standby publishes nothing (the active relay, or BrokerHealth,

@@ -179,6 +179,7 @@ func (m *Metrics) Delayed(ctx context.Context, level int) {
 type outboxCollector struct {
 	timeout                                             time.Duration
 	pending, failed, published, scheduled, lag, upDescr *prometheus.Desc
+	relayActive                                         *prometheus.Desc
 
 	mu       sync.Mutex
 	outboxes []*forwarder.Outbox
@@ -189,13 +190,14 @@ func newOutboxCollector(ns string, cl prometheus.Labels, timeout time.Duration) 
 		return prometheus.NewDesc(prometheus.BuildFQName(ns, "outbox", name), help, []string{"outbox"}, cl)
 	}
 	return &outboxCollector{
-		timeout:   timeout,
-		pending:   desc("pending", "Outbox rows waiting to be relayed."),
-		failed:    desc("failed", "Outbox rows parked as failed."),
-		published: desc("published", "Published outbox rows kept until purged."),
-		scheduled: desc("scheduled", "Outbox rows waiting for their due time (DeliverAt, DeliverAfter); not pending, no lag."),
-		lag:       desc("oldest_pending_age_seconds", "Age of the oldest pending outbox row (the relay lag)."),
-		upDescr:   desc("up", "1 when the outbox stats were read at this scrape, 0 when reading them failed."),
+		timeout:     timeout,
+		pending:     desc("pending", "Outbox rows waiting to be relayed."),
+		failed:      desc("failed", "Outbox rows parked as failed."),
+		published:   desc("published", "Published outbox rows kept until purged."),
+		scheduled:   desc("scheduled", "Outbox rows waiting for their due time (DeliverAt, DeliverAfter); not pending, no lag."),
+		lag:         desc("oldest_pending_age_seconds", "Age of the oldest pending outbox row (the relay lag)."),
+		upDescr:     desc("up", "1 when the outbox stats were read at this scrape, 0 when reading them failed."),
+		relayActive: desc("relay_active", "1 when a relay (of any process) holds the outbox's lock and publishes, 0 when none does."),
 	}
 }
 
@@ -211,7 +213,7 @@ func (c *outboxCollector) add(ob *forwarder.Outbox) {
 }
 
 func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.pending, c.failed, c.published, c.scheduled, c.lag, c.upDescr} {
+	for _, d := range []*prometheus.Desc{c.pending, c.failed, c.published, c.scheduled, c.lag, c.upDescr, c.relayActive} {
 		ch <- d
 	}
 }
@@ -235,5 +237,15 @@ func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.published, prometheus.GaugeValue, float64(st.Published), name)
 		ch <- prometheus.MustNewConstMetric(c.scheduled, prometheus.GaugeValue, float64(st.Scheduled), name)
 		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, st.OldestPendingAge.Seconds(), name)
+		ctx, cancel = context.WithTimeout(context.Background(), c.timeout)
+		active, err := ob.ActiveRelay(ctx)
+		cancel()
+		if err == nil {
+			v := 0.0
+			if active.Active {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.relayActive, prometheus.GaugeValue, v, name)
+		}
 	}
 }

@@ -248,11 +248,13 @@ func TestMetrics_AfterRealTraffic(t *testing.T) {
 	assert.Equal(t, 4.0, gaugeValue(t, promReg, "eventkit_outbox_published", relayed.Name()))
 	assert.Equal(t, 0.0, gaugeValue(t, promReg, "eventkit_outbox_oldest_pending_age_seconds", relayed.Name()))
 	assert.Equal(t, 1.0, gaugeValue(t, promReg, "eventkit_outbox_up", relayed.Name()))
+	assert.Equal(t, 1.0, gaugeValue(t, promReg, "eventkit_outbox_relay_active", relayed.Name()), "its relay runs")
+	assert.Equal(t, 0.0, gaugeValue(t, promReg, "eventkit_outbox_relay_active", stuck.Name()), "no relay")
 	n, err := testutil.GatherAndCount(promReg, "eventkit_outbox_pending",
 		"eventkit_outbox_failed", "eventkit_outbox_published", "eventkit_outbox_scheduled", "eventkit_outbox_oldest_pending_age_seconds",
-		"eventkit_outbox_up")
+		"eventkit_outbox_up", "eventkit_outbox_relay_active")
 	require.NoError(t, err)
-	assert.Equal(t, 18, n, "6 series per watched outbox, each once")
+	assert.Equal(t, 21, n, "7 series per watched outbox, each once")
 
 	// And over HTTP, as Prometheus scrapes it.
 	srv := httptest.NewServer(promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}))

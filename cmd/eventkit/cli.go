@@ -88,7 +88,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		return usagef("%s: %v", name(cmd), err)
 	})
 	root.SetHelpCommand(helpCmd())
-	root.AddCommand(migrateCmd(), outboxCmd(), dlqCmd(), contractsCmd(), versionCmd())
+	root.AddCommand(migrateCmd(), outboxCmd(), dlqCmd(), consoleCmd(), contractsCmd(), versionCmd())
 	return root
 }
 

@@ -164,7 +164,7 @@ func TestOperationFailuresExitOne(t *testing.T) {
 
 // commands is the command set, exactly.
 var commands = []string{
-	"contracts", "contracts check", "contracts export", "dlq", "dlq list", "dlq replay", "help", "migrate",
+	"console", "contracts", "contracts check", "contracts export", "dlq", "dlq list", "dlq replay", "help", "migrate",
 	"outbox", "outbox adopt", "outbox failed", "outbox handover", "outbox pending", "outbox purge",
 	"outbox requeue", "outbox scheduled", "outbox stats", "version",
 }

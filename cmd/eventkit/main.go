@@ -13,6 +13,8 @@
 //	eventkit dlq list   --transport URL --topic TOPIC [--group G] [--handler H] [--reason R]
 //	                    [--older-than D] [--newer-than D] [--limit N] [--idle D] [--json]
 //	eventkit dlq replay (the flags of dlq list)
+//	eventkit console  [--db URL] [--outbox NAME]... [--inbox TABLE]... [--transport URL] [--dlq TOPIC]...
+//	                  [--listen 127.0.0.1:8089] [--token T | $EVENTKIT_CONSOLE_TOKEN] [--private] [--mask FIELD]...
 //	eventkit contracts export [--service S] [--format json|yaml] SNAPSHOT
 //	eventkit contracts check  --against OLD [--mode M] CURRENT
 //	eventkit version

@@ -35,6 +35,8 @@ var allowed = map[string][]string{
 	"cqrs":                        {"events", "middleware", "internal/tracing"},
 	"forwarder":                   {"cqrs", "events", "internal/tracing"},
 	"metrics":                     {"forwarder", "middleware"},
+	"console":                     {"forwarder", "middleware", "health", "transports"},
+	"monitoring":                  {},
 	"contracts":                   {"events"},
 	"contracts/contracttest":      {"contracts", "events"},
 	"health":                      {},
