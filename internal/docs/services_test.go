@@ -23,6 +23,10 @@ func sqliteDB(t *testing.T) (*sql.DB, string) {
 	db, err := dburl.Open(u)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
+	// The first SQLite connection of a process compiles SQLite's Wasm
+	// build (several seconds under -race on a loaded machine): done here,
+	// with no deadline, not inside a test's timed context.
+	require.NoError(t, db.Ping(), "open SQLite")
 	return db, u
 }
 
