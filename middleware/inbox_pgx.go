@@ -20,8 +20,9 @@ import (
 // between. Its guarantees are NewPostgresInbox's. In Deduplicate's InTx mode
 // the handler gets the claim's transaction as a pgx.Tx from
 // PgxTxFromContext (TxFromContext reports none). Setup, Purge, Contains,
-// Stats and group commits go through stdlib.OpenDBFromPool(pool). It
-// returns an error if pool is nil or cfg is invalid.
+// Stats and group commits go through stdlib.OpenDBFromPool(pool), which
+// Close releases (the pool stays the caller's). It returns an error if pool
+// is nil or cfg is invalid.
 func NewPostgresInboxPool(pool *pgxpool.Pool, cfg InboxConfig) (*SQLInbox, error) {
 	if pool == nil {
 		return nil, errors.New("middleware: PostgreSQL inbox: pool is nil")
@@ -32,6 +33,16 @@ func NewPostgresInboxPool(pool *pgxpool.Pool, cfg InboxConfig) (*SQLInbox, error
 	}
 	s.pool = pool
 	return s, nil
+}
+
+// Close releases the database/sql handle NewPostgresInboxPool made over its
+// pool; it neither closes the pool nor a *sql.DB given to the other
+// constructors, for which it does nothing. Call it when no claim is open.
+func (s *SQLInbox) Close() error {
+	if s.pool == nil {
+		return nil
+	}
+	return s.db.Close()
 }
 
 // claimPgx claims key on a connection of the inbox's pgx pool.

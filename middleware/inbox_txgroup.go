@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -174,6 +175,11 @@ func (g *txGroup) claim(ctx context.Context, key InboxKey) (InboxClaim, error) {
 		g.release(key, false)
 		return nil, g.broken
 	}
+	if err := ctx.Err(); err != nil {
+		// It ended as the turn came: the group goes on without it.
+		g.release(key, false)
+		return nil, fmt.Errorf("middleware: inbox claim: waiting for the group's transaction: %w", err)
+	}
 	g.seq++
 	m := &txMember{g: g, key: key, savepoint: "eventkit_m" + strconv.Itoa(g.seq)}
 	inserted, err := g.insert(ctx, m)
@@ -191,44 +197,78 @@ func (g *txGroup) claim(ctx context.Context, key InboxKey) (InboxClaim, error) {
 // insert begins the transaction if need be and inserts the member's key in
 // its savepoint. An error of the member's own statement is rolled back to
 // the savepoint; one the group cannot recover from breaks it.
+//
+// The end of ctx does not break the group: the insert (which may wait on
+// the row lock of another process's claim) runs detached from ctx, and ctx
+// ending cancels it with a cancel request, which fails that statement only
+// (pgx's default on a cancelled context closes the connection, which would
+// fail every member, those that succeeded included).
 func (g *txGroup) insert(ctx context.Context, m *txMember) (bool, error) {
 	s := g.tg.s
 	begin := false
 	if g.conn == nil {
 		c, err := s.groupConn(ctx)
 		if err != nil {
-			g.fail(fmt.Errorf("begin: %w", err))
-			return false, g.broken
+			// Nothing began: the next member tries again.
+			return false, fmt.Errorf("begin: %w", err)
 		}
 		g.conn = c
 		begin = c.sqlTx == nil // database/sql began it already
 	}
 	var inserted bool
 	err := g.conn.run(func(c *pgx.Conn) error {
-		tx, ok, err := pipelineInsert(ctx, c, begin, m.savepoint, s.insertQ, m.key, time.Now())
+		stop := cancelOnDone(ctx, c.PgConn())
+		tx, ok, err := pipelineInsert(context.WithoutCancel(ctx), c, begin, m.savepoint, s.insertQ, m.key, time.Now())
+		stop()
 		inserted = ok
 		if begin {
 			g.conn.pgxTx = tx
 		}
-		if err == nil || begin {
-			return err
+		if err == nil {
+			return nil
 		}
 		if c.IsClosed() || c.PgConn().TxStatus() != 'E' {
 			return err
 		}
-		// The savepoint was made and the insert failed: undo it only.
+		// The transaction is there and the member's statement failed:
+		// undo the member only (a failed BEGIN or SAVEPOINT makes this
+		// fail too, and then the group).
 		rctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 		defer cancel()
 		if _, rerr := c.Exec(rctx, "ROLLBACK TO SAVEPOINT "+m.savepoint); rerr != nil {
 			return errors.Join(err, rerr)
 		}
 		m.undone = true
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
 		return err
 	})
 	if err != nil && !m.undone {
 		g.fail(err)
 	}
 	return inserted, err
+}
+
+// cancelOnDone sends conn a cancel request (the statement running fails,
+// the connection and its transaction stay) if ctx ends before stop is
+// called; stop returns once no request is on its way.
+func cancelOnDone(ctx context.Context, conn *pgconn.PgConn) (stop func()) {
+	if ctx.Done() == nil {
+		return func() {}
+	}
+	sent := make(chan struct{})
+	after := context.AfterFunc(ctx, func() {
+		defer close(sent)
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = conn.CancelRequest(cctx)
+	})
+	return func() {
+		if !after() {
+			<-sent
+		}
+	}
 }
 
 // groupConn opens the connection of a group. With database/sql it begins
@@ -275,10 +315,10 @@ func (s *SQLInbox) groupConn(ctx context.Context) (*groupConn, error) {
 		},
 		sqlTx: tx,
 		close: func(broken bool) {
+			_ = tx.Rollback() // a no-op once committed; first: the Tx holds the Conn
 			if broken {
 				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 			}
-			_ = tx.Rollback() // a no-op once committed
 			_ = conn.Close()
 		},
 	}, nil
@@ -353,7 +393,7 @@ type txMember struct {
 	g         *txGroup
 	key       InboxKey
 	savepoint string
-	undone    bool        // the savepoint was rolled back
+	undone    bool // the savepoint was rolled back
 	resolved  bool
 	pgxTx     *inboxPgxTx // the handler's view with a pgx pool, made on demand
 }
