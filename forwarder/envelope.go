@@ -32,8 +32,11 @@ func wrap(topic string, msg *message.Message) ([]byte, error) {
 
 func unwrap(data []byte) (topic string, msg *message.Message, err error) {
 	var e envelope
-	if err := json.Unmarshal(data, &e); err != nil {
-		return "", nil, fmt.Errorf("decode forwarder envelope: %w", err)
+	if !decodeEnvelope(data, &e) {
+		e = envelope{}
+		if err := json.Unmarshal(data, &e); err != nil {
+			return "", nil, fmt.Errorf("decode forwarder envelope: %w", err)
+		}
 	}
 	if e.DestinationTopic == "" {
 		return "", nil, errors.New("forwarder envelope has no destination topic")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/b2131a45/eventkit/events"
 )
@@ -16,10 +17,13 @@ import (
 // DeduplicateConfig configures Deduplicate. The zero value is the default.
 type DeduplicateConfig struct {
 	// InTx runs the handler inside the inbox claim's transaction, exposed by
-	// TxFromContext: the handler's writes, the inbox row and any outbox
-	// events added with the transaction commit together when the handler
-	// returns nil and roll back together when it fails. It needs a store
-	// with transactions (a SQLInbox). Defaults to false.
+	// TxFromContext (PgxTxFromContext for an inbox on a pgx pool,
+	// NewPostgresInboxPool): the handler's writes, the inbox row and any
+	// outbox events added with the transaction commit together when the
+	// handler returns nil and roll back together when it fails. It needs a
+	// store with transactions (a SQLInbox, without GroupCommit; with
+	// GroupTx the claims in flight share a few transactions, a savepoint
+	// each). Defaults to false.
 	InTx bool
 	// Logger receives a debug line per duplicate. Defaults to
 	// slog.Default().
@@ -27,6 +31,18 @@ type DeduplicateConfig struct {
 	// OnDuplicate, if set, is called with the message context for each
 	// duplicate dropped. Use it for metrics.
 	OnDuplicate func(ctx context.Context)
+}
+
+// txClaimer is an inbox store that can skip making a *sql.Tx for a claim
+// whose handler does not see it (SQLInbox).
+type txClaimer interface {
+	claim(ctx context.Context, key InboxKey, withTx bool) (InboxClaim, error)
+}
+
+// pgxClaimer is a claim whose transaction is a pgx one (an inbox on a pgx
+// pool).
+type pgxClaimer interface {
+	PgxTx() pgx.Tx
 }
 
 // commitTimeout bounds the inbox commit of a handler that succeeded, which
@@ -114,7 +130,12 @@ func (d *Deduplicate) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			_, err := events.EnvelopeFromMessage(msg)
 			return nil, err
 		}
-		claim, err := d.store.Claim(ctx, key)
+		var claim InboxClaim
+		if c, ok := d.store.(txClaimer); ok {
+			claim, err = c.claim(ctx, key, d.cfg.InTx)
+		} else {
+			claim, err = d.store.Claim(ctx, key)
+		}
 		if errors.Is(err, ErrDuplicate) {
 			d.dups.Add(1)
 			if d.cfg.OnDuplicate != nil {
@@ -137,11 +158,15 @@ func (d *Deduplicate) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			}
 		}()
 		if d.cfg.InTx {
-			tx := claim.Tx()
-			if tx == nil {
+			var txCtx context.Context
+			if tx := claim.Tx(); tx != nil {
+				txCtx = ContextWithTx(ctx, tx)
+			} else if p, ok := claim.(pgxClaimer); ok && p.PgxTx() != nil {
+				txCtx = contextWithPgxTx(ctx, p.PgxTx())
+			} else {
 				return nil, fmt.Errorf("middleware: DeduplicateConfig.InTx is set but the inbox store %T gave no transaction", d.store)
 			}
-			msg.SetContext(ContextWithTx(ctx, tx))
+			msg.SetContext(txCtx)
 			defer msg.SetContext(ctx)
 		}
 		out, err = h(msg)

@@ -59,7 +59,19 @@
 //     same time. In InTx mode the handler's writes (TxFromContext), its inbox
 //     row and the outbox events it adds in that transaction commit or roll
 //     back together: the effect happens exactly once. Without InTx the
-//     effect is at-least-once across crashes, exactly-once otherwise.
+//     effect is at-least-once across crashes, exactly-once otherwise. A
+//     handler that returned nil has its key committed even when its
+//     message context ended meanwhile (a router closing), within 30 s.
+//   - PostgreSQL inbox modes, each with every guarantee above: one
+//     transaction per message (NewPostgresInbox; without InTx, on the pgx
+//     driver, BEGIN and the claim's INSERT go in one round trip),
+//     NewPostgresInboxPool (the same on a pgx pool, without database/sql;
+//     InTx handlers use PgxTxFromContext), InboxConfig.GroupCommit (the
+//     claims in flight share one transaction; no InTx) and
+//     InboxConfig.GroupTx (they share a few transactions, a SAVEPOINT per
+//     message, so that a failed member rolls back its own writes only;
+//     InTx works; a broken group transaction fails all its members, which
+//     are retried). docs/architecture.md says which to pick when.
 //   - Keys are kept for the inbox retention and purged in bounded batches by
 //     a Purger; Default refuses a retention shorter than the retry horizon
 //     plus a redelivery margin.

@@ -113,6 +113,36 @@ type InboxConfig struct {
 	// PostgreSQL only: NewMySQLInbox and NewSQLiteInbox reject it; a
 	// MemoryInbox ignores it. Defaults to false: one transaction per claim.
 	GroupCommit bool
+	// GroupTx makes a PostgreSQL inbox run the claims in flight in a few
+	// shared transactions (group commit that Deduplicate's InTx can use):
+	// each member of a group holds the group's connection from its claim
+	// to its Commit or Rollback, so the members of one group run one after
+	// the other, each in a SAVEPOINT of its own; a member that fails (or
+	// whose handler's statement failed) rolls back to its savepoint, which
+	// undoes its own writes and inbox row only; the group commits once,
+	// when its last member has committed or rolled back. Up to 4 groups
+	// take members at once, each on its own connection, of at most 32
+	// members (PostgreSQL keeps 64 subtransactions per transaction in
+	// shared memory).
+	//
+	// Every guarantee of a per-message claim holds, InTx's included: a
+	// key and the writes its handler made through the claim's transaction
+	// are recorded only if the handler succeeded and Commit returned nil.
+	// The costs: handlers of a group run one at a time while they hold
+	// the transaction, and a member's Commit waits for its group's last
+	// member, so use it for short handlers that write only to this
+	// database; a failed group transaction (a lost connection, a deadlock
+	// between two processes, a statement cancelled because its message
+	// context ended) fails every member, whose messages are then retried;
+	// with database/sql the members share one *sql.Tx (TxFromContext),
+	// which a handler must not commit, roll back or keep; with a pgx pool
+	// (NewPostgresInboxPool) each gets a view of it (PgxTxFromContext)
+	// that refuses both and closes when the member ends; a claim must not
+	// be made while the same goroutine holds another on the inbox.
+	//
+	// PostgreSQL through pgx only (a pool, or database/sql with the "pgx"
+	// driver); it excludes GroupCommit. Defaults to false.
+	GroupTx bool
 }
 
 var validTable = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,47}$`)
@@ -133,6 +163,9 @@ func (c InboxConfig) validate() error {
 	}
 	if c.Retention < 0 {
 		return fmt.Errorf("middleware: InboxConfig.Retention must be positive, got %s", c.Retention)
+	}
+	if c.GroupTx && c.GroupCommit {
+		return errors.New("middleware: InboxConfig.GroupTx and InboxConfig.GroupCommit exclude each other: GroupTx is the group commit that InTx can use")
 	}
 	return nil
 }

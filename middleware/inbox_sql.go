@@ -6,7 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 type dialect int
@@ -50,13 +54,24 @@ func (d dialect) String() string {
 // guarantees above hold, and each group holds one connection.
 type SQLInbox struct {
 	db      *sql.DB
+	pool    *pgxpool.Pool // NewPostgresInboxPool; nil otherwise
 	dialect dialect
 	cfg     InboxConfig
 
 	insertQ, purgeQ, containsQ string
 	schema                     []string
 	group                      *groupCommitter // InboxConfig.GroupCommit; nil without
+	txGroup                    *txGrouper      // InboxConfig.GroupTx; nil without
+	// raw is whether claims without a transaction for the handler go
+	// through the pgx driver connection (rawYes), learnt at the first one.
+	raw atomic.Int32
 }
+
+const (
+	rawUnknown int32 = iota
+	rawYes
+	rawNo
+)
 
 // NewPostgresInbox returns an inbox in PostgreSQL through db (any
 // database/sql driver; with pgx use the "pgx" stdlib driver, or
@@ -91,9 +106,20 @@ func newSQLInbox(db *sql.DB, cfg InboxConfig, d dialect) (*SQLInbox, error) {
 	if cfg.GroupCommit && d != postgres {
 		return nil, fmt.Errorf("middleware: %s inbox: InboxConfig.GroupCommit is supported with PostgreSQL only", d)
 	}
+	if cfg.GroupTx && d != postgres {
+		return nil, fmt.Errorf("middleware: %s inbox: InboxConfig.GroupTx is supported with PostgreSQL only", d)
+	}
+	if cfg.GroupTx {
+		if _, ok := db.Driver().(*stdlib.Driver); !ok {
+			return nil, fmt.Errorf("middleware: PostgreSQL inbox: InboxConfig.GroupTx needs the pgx driver (or NewPostgresInboxPool), not %T", db.Driver())
+		}
+	}
 	s := &SQLInbox{db: db, dialect: d, cfg: cfg}
 	if cfg.GroupCommit {
 		s.group = newGroupCommitter(s)
+	}
+	if cfg.GroupTx {
+		s.txGroup = newTxGrouper(s)
 	}
 	t := cfg.Table // validated: [a-z0-9_] only, safe to splice
 	r := strings.NewReplacer("{t}", t)
@@ -148,6 +174,10 @@ func (s *SQLInbox) Table() string { return s.cfg.Table }
 // (InboxConfig.GroupCommit).
 func (s *SQLInbox) GroupCommit() bool { return s.group != nil }
 
+// GroupTx reports whether claims share savepoint group transactions
+// (InboxConfig.GroupTx).
+func (s *SQLInbox) GroupTx() bool { return s.txGroup != nil }
+
 // Retention returns InboxConfig.Retention.
 func (s *SQLInbox) Retention() time.Duration { return s.cfg.Retention }
 
@@ -190,11 +220,31 @@ func (s *SQLInbox) timeArg(t time.Time) any {
 // was cancelled (a router closing) still has its key recorded. With InboxConfig.GroupCommit the
 // claim joins the open group transaction instead (its Tx is nil).
 func (s *SQLInbox) Claim(ctx context.Context, key InboxKey) (InboxClaim, error) {
+	return s.claim(ctx, key, true)
+}
+
+// claim claims key; withTx says whether the claim must give its
+// transaction as a *sql.Tx (InboxClaim.Tx). A claim that need not gives
+// none, and then BEGIN and the INSERT go in one round trip on the pgx
+// driver.
+func (s *SQLInbox) claim(ctx context.Context, key InboxKey, withTx bool) (InboxClaim, error) {
 	if err := key.validate(); err != nil {
 		return nil, Permanent(err)
 	}
-	if s.group != nil {
+	switch {
+	case s.group != nil:
 		return s.group.claim(ctx, key)
+	case s.txGroup != nil:
+		return s.txGroup.claim(ctx, key)
+	case s.pool != nil:
+		return s.claimPgx(ctx, key)
+	case !withTx && s.dialect == postgres && s.raw.Load() != rawNo:
+		c, ok, err := s.claimRaw(ctx, key)
+		if ok {
+			s.raw.CompareAndSwap(rawUnknown, rawYes)
+			return c, err
+		}
+		s.raw.Store(rawNo)
 	}
 	// The transaction outlives the message context: a handler that
 	// succeeded while the router closes (its context cancelled) still gets

@@ -33,6 +33,12 @@ func storeCases() []storeCase {
 		s, _ := newSQLInbox(t, sqlBackends[0], middleware.InboxConfig{GroupCommit: true})
 		return s
 	}})
+	for _, m := range pgModes {
+		cases = append(cases, storeCase{name: m.name, new: func(t *testing.T) middleware.InboxStore {
+			s, _ := newPGInbox(t, m, middleware.InboxConfig{}, "")
+			return s
+		}})
+	}
 	return cases
 }
 

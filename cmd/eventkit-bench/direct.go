@@ -29,12 +29,14 @@ func (b *bench) rawAMQP(bt *brokerTopic, n int) (eps float64, dups int, err erro
 	pub := brokers.NewAMQP(b.o.amqpURL, b.useTransports())
 	defer pub.Close()
 	began := time.Now()
+	cpu0 := processCPU()
 	for i := 0; i < n; i += 1000 {
 		if err := pub.Publish(bt.name, msgs[i:min(i+1000, n)]...); err != nil {
 			return 0, 0, err
 		}
 	}
 	elapsed := time.Since(began)
+	b.cpuPerEvent = (processCPU() - cpu0) / time.Duration(n)
 	got, err := bt.count()
 	if err != nil {
 		return 0, 0, err

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/b2131a45/eventkit/forwarder"
@@ -46,6 +47,8 @@ func (b *bench) drainOnce(ctx context.Context, d drainer, bt *brokerTopic, n int
 // until the broker holds n events.
 func (b *bench) drainRun(ctx context.Context, d drainer, ob *forwarder.Outbox, n int, check func() (int, error)) (marked, inBroker float64, err error) {
 	began := time.Now()
+	cpu0 := processCPU()
+	defer func() { b.cpuPerEvent = (processCPU() - cpu0) / time.Duration(n) }()
 	stop, err := d.start(ctx, ob)
 	if err != nil {
 		return 0, 0, err
@@ -63,7 +66,11 @@ func (b *bench) drainRun(ctx context.Context, d drainer, ob *forwarder.Outbox, n
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return 0, 0, fmt.Errorf("%s did not drain in time", d.label)
 		}
-		time.Sleep(2 * time.Millisecond)
+		// Every 10 ms: a finer poll (it was 2 ms) made the bench's own
+		// queries the drain's largest CPU cost after the publishes (the
+		// relay's fetch and marks compete with it for PostgreSQL), for a
+		// resolution below 0.5 % of a 20,000-event drain.
+		time.Sleep(10 * time.Millisecond)
 	}
 	elapsed := time.Since(began)
 	marked = float64(n) / elapsed.Seconds()
@@ -104,8 +111,8 @@ func (b *bench) amqpDrain(ctx context.Context, onlyEventkit bool) error {
 	if onlyEventkit {
 		drainers = drainers[:1]
 	}
-	results, inBroker := map[string][]float64{}, map[string][]float64{}
-	var raw []float64
+	results, inBroker, cpu := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+	var raw, ratios []float64
 	n := b.o.events
 	fmt.Printf("\n== PostgreSQL outbox → RabbitMQ, %d events, %d runs, eventkit publisher: %s ==\n", n, b.o.runs, b.o.publisher)
 	fmt.Printf("  (events/s until every row is marked, or acked by the stock forwarder; and until the queue holds every event)\n")
@@ -117,22 +124,27 @@ func (b *bench) amqpDrain(ctx context.Context, onlyEventkit bool) error {
 			}
 			results[d.label] = append(results[d.label], eps)
 			inBroker[d.label] = append(inBroker[d.label], epsb)
-			fmt.Printf("  run %d  %-42s %8.0f events/s  (in broker: %8.0f)  consumer: 0 missing, %d duplicates\n", run+1, d.label, eps, epsb, dups)
+			cpu[d.label] = append(cpu[d.label], float64(b.cpuPerEvent.Microseconds()))
+			fmt.Printf("  run %d  %-42s %8.0f events/s  (in broker: %8.0f)  %4d µs CPU/event  consumer: 0 missing, %d duplicates\n", run+1, d.label, eps, epsb, b.cpuPerEvent.Microseconds(), dups)
 		}
 		eps, dups, err := b.rawAMQP(bt, n)
 		if err != nil {
 			return err
 		}
 		raw = append(raw, eps)
-		fmt.Printf("  run %d  %-42s %8.0f events/s  consumer: 0 missing, %d duplicates\n", run+1, "raw pipelined confirms (ceiling)", eps, dups)
+		ratios = append(ratios, results[drainers[0].label][run]/eps)
+		cpu["raw"] = append(cpu["raw"], float64(b.cpuPerEvent.Microseconds()))
+		fmt.Printf("  run %d  %-42s %8.0f events/s  %-24s %4d µs CPU/event  consumer: 0 missing, %d duplicates\n", run+1, "raw pipelined confirms (ceiling)", eps, "", b.cpuPerEvent.Microseconds(), dups)
 	}
 	ek := median(results[drainers[0].label])
 	ceiling := median(raw)
 	fmt.Printf("  medians:\n")
 	for _, d := range drainers {
-		fmt.Printf("    %-42s %8.0f events/s  (in broker: %8.0f)\n", d.label, median(results[d.label]), median(inBroker[d.label]))
+		fmt.Printf("    %-42s %8.0f events/s  (in broker: %8.0f)  %4.0f µs CPU/event\n", d.label, median(results[d.label]), median(inBroker[d.label]), median(cpu[d.label]))
 	}
-	fmt.Printf("    %-42s %8.0f events/s\n", "raw pipelined confirms (ceiling)", ceiling)
+	fmt.Printf("    %-42s %8.0f events/s  %-24s %4.0f µs CPU/event\n", "raw pipelined confirms (ceiling)", ceiling, "", median(cpu["raw"]))
+	fmt.Printf("  (CPU/event: this process's user+system CPU over the run, relay or publisher and the bench's polling, per event)\n")
+	fmt.Printf("  eventkit / raw pipelined confirms, median of the same-round ratios: %.2f (target ≥ 0.90) %s\n", median(ratios), pass(median(ratios) >= 0.9))
 	if onlyEventkit {
 		fmt.Printf("  eventkit / raw pipelined confirms: %s\n", ratio(ek, ceiling))
 		return nil
@@ -143,14 +155,23 @@ func (b *bench) amqpDrain(ctx context.Context, onlyEventkit bool) error {
 	fmt.Printf("  eventkit / best stock with confirms:    %s (target ≥ 5×)    %s\n", ratio(ek, bestConfirm), pass(ek >= 5*bestConfirm))
 	fmt.Printf("  eventkit / best stock without confirms: %s (target ≥ 1.2×)  %s   [stock counted until acked]\n", ratio(ek, bestNoConfirm), pass(ek >= 1.2*bestNoConfirm))
 	fmt.Printf("  eventkit / best stock without confirms: %s (target ≥ 1.2×)  %s   [stock counted until the queue holds every event]\n", ratio(ek, bestNoConfirmB), pass(ek >= 1.2*bestNoConfirmB))
-	fmt.Printf("  eventkit / raw pipelined confirms:      %s (target ≥ 0.60×) %s\n", ratio(ek, ceiling), pass(ek >= 0.6*ceiling))
+	fmt.Printf("  eventkit / raw pipelined confirms:      %s (target ≥ 0.90×) %s   [medians]\n", ratio(ek, ceiling), pass(ek >= 0.9*ceiling))
 	b.record(result{Group: "drain", Label: "drain → RabbitMQ, stock confirms on", Eventkit: ek, Stock: bestConfirm, Unit: "events/s", HigherBetter: true,
 		Target: "≥ 5×", Met: ek >= 5*bestConfirm})
 	b.record(result{Group: "drain", Label: "drain → RabbitMQ, stock confirms off", Eventkit: ek, Stock: bestNoConfirm, Unit: "events/s", HigherBetter: true,
 		Target: "≥ 1.2×", Met: ek >= 1.2*bestNoConfirm})
 	b.record(result{Group: "drain", Label: "drain → RabbitMQ vs direct publish", Eventkit: ek, Stock: ceiling, StockLabel: "direct", Unit: "events/s", HigherBetter: true,
-		Target: "≥ 0.60×", Met: ek >= 0.6*ceiling})
+		Target: "≥ 0.90×", Met: ek >= 0.9*ceiling})
 	return nil
 }
 
 // ---- Kafka (kfake) -------------------------------------------------------------
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

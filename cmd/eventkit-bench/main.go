@@ -211,6 +211,9 @@ type bench struct {
 	reg     *events.Registry
 	seq     int
 	results []result
+	// cpuPerEvent is this process's CPU per event of the last drain or
+	// raw publish.
+	cpuPerEvent time.Duration
 }
 
 // BenchEvent is the event of every scenario (about 200 bytes of JSON).
