@@ -100,7 +100,10 @@ func TestDefaultChainAllocs(t *testing.T) {
 		i++
 	})
 	t.Logf("%.1f allocations per message", allocs)
-	require.LessOrEqual(t, allocs, 14.0)
+	// 14 until the inbox commit outlived the message context (a handler
+	// that succeeded while the router closes keeps its key): its
+	// context.WithoutCancel and the commit timeout add 3.
+	require.LessOrEqual(t, allocs, 17.0)
 }
 
 // directChain returns the Default chain (memory inbox) around a handler
