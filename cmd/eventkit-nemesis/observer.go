@@ -104,28 +104,44 @@ func (o *observer) consume(ctx context.Context) error {
 		}
 		deliveries = append(deliveries, d)
 	}
+	// The connection, the channel or one consumer alone can end (a
+	// quorum queue's leader moving cancels its consumers): any of them
+	// means consuming again, or the observer would stop counting with the
+	// connection still up.
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	chClosed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	ended := make(chan struct{}, len(deliveries))
 	merged := make(chan amqp.Delivery)
+	// stop releases the forwarding goroutines when consume returns: one
+	// blocked handing over a delivery nobody reads any more would
+	// otherwise hold wg.Wait, and the observer, for good.
+	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for _, d := range deliveries {
 		wg.Go(func() {
 			for m := range d {
 				select {
 				case merged <- m:
-				case <-ctx.Done():
+				case <-stop:
 					return
 				}
 			}
+			ended <- struct{}{}
 		})
 	}
 	defer wg.Wait()
 	defer conn.Close()
+	defer close(stop)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case err := <-closed:
 			return fmt.Errorf("observer: connection lost: %v", err)
+		case err := <-chClosed:
+			return fmt.Errorf("observer: channel closed: %v", err)
+		case <-ended:
+			return fmt.Errorf("observer: a consumer was cancelled")
 		case m := <-merged:
 			o.mu.Lock()
 			if m.Redelivered {
