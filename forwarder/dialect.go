@@ -132,7 +132,10 @@ func newSchema(d Dialect, name string) schema {
 		s.lockKey = "eventkit.relay." + name
 		const key = `CONCAT('eventkit.', LEFT(SHA1(CONCAT(DATABASE(), '.', ?)), 40))`
 		s.relayLock = `SELECT GET_LOCK(` + key + `, 0) = 1`
-		s.relayLockTx = s.relayLock
+		// Adopt and hand-over wait up to 2 s: a relay that has just stopped
+		// on a connection gone bad frees its lock only when the server
+		// ends that session, a moment after the client closed it.
+		s.relayLockTx = `SELECT GET_LOCK(` + key + `, 2) = 1`
 		s.relayUnlock = `SELECT RELEASE_LOCK(` + key + `)`
 		s.setup = []string{
 			// Watermill's DefaultMySQLSchema table plus the eventkit columns.
