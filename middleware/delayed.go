@@ -237,9 +237,11 @@ func (r *DelayedRetry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		level := done + 1
 		delay := r.cfg.Levels[done]
 		if dErr := r.delay(ctx, msg, level, delay, err); dErr != nil {
+			var u interface{ Unavailable() bool }
+			transient := errors.As(dErr, &u) && u.Unavailable()
 			r.cfg.Logger.LogAttrs(ctx, slog.LevelError, "eventkit: cannot delay message, nacking it",
 				append(attrsOf(msg), slog.String("error", err.Error()), slog.String("delay_error", dErr.Error()))...)
-			return nil, errors.Join(err, dErr)
+			return nil, errors.Join(err, &DelayError{Err: dErr, Transient: transient})
 		}
 		return nil, nil
 	}
@@ -277,3 +279,20 @@ func (r *DelayedRetry) delay(ctx context.Context, msg *message.Message, level in
 		append(attrsOf(msg), slog.Int("level", level), slog.Duration("delay", d), slog.String("error", cause.Error()))...)
 	return nil
 }
+
+// DelayError wraps the error of a failed delay publish (DelayedRetry). It
+// is joined with the handler's error. When Transient (the transport said
+// it is unavailable: a lost connection, an unconfirmed publish), PoisonQueue
+// does not dead-letter the message but returns the error, so that it is
+// nacked and comes back once the broker does: a broker fault at the moment
+// a retry is delayed is no reason to dead-letter. Otherwise (the delay
+// cannot work: a queue name too long, say) the message is dead-lettered
+// with both errors, never redelivered in a loop. Found by the nemesis.
+type DelayError struct {
+	Err       error
+	Transient bool
+}
+
+func (e *DelayError) Error() string { return "middleware: delay: " + e.Err.Error() }
+
+func (e *DelayError) Unwrap() error { return e.Err }

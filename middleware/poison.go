@@ -240,7 +240,9 @@ type initState struct {
 //   - the handling was interrupted (ErrInterrupted, or the message context
 //     ended): shutdown is never a reason to dead-letter;
 //   - the dead-letter publish fails (a *DeadLetterError is joined to the
-//     error) or no dead-letter topic can be named (ErrNoTopic).
+//     error) or no dead-letter topic can be named (ErrNoTopic);
+//   - DelayedRetry could not delay it because the broker is unavailable
+//     (a transient *DelayError): it comes back when the broker does.
 //
 // It returns an error if pub is nil.
 func NewPoisonQueue(pub message.Publisher, cfg PoisonQueueConfig) (*PoisonQueue, error) {
@@ -264,7 +266,8 @@ func (p *PoisonQueue) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		if err == nil {
 			return out, nil
 		}
-		if isInterrupted(ctx, err) || (p.cfg.Filter != nil && !p.cfg.Filter(err)) {
+		var de *DelayError
+		if isInterrupted(ctx, err) || (errors.As(err, &de) && de.Transient) || (p.cfg.Filter != nil && !p.cfg.Filter(err)) {
 			return nil, err
 		}
 		if dlErr := p.deadLetter(ctx, msg, err); dlErr != nil {

@@ -162,7 +162,7 @@ func TestObservabilityMetricsAndHealth(t *testing.T) {
 	prometheus.DefaultRegisterer, prometheus.DefaultGatherer = fresh, fresh
 	t.Cleanup(func() { prometheus.DefaultRegisterer, prometheus.DefaultGatherer = registerer, gatherer })
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // a loaded CI machine
 	defer cancel()
 	db, _ := sqliteDB(t)
 	reg := events.NewRegistry()
