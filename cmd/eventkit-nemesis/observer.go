@@ -17,8 +17,9 @@ import (
 // redeliveries (redelivered flag) do not — so that duplicates on the wire
 // are reported, not hidden. It never changes what the services see.
 type observer struct {
-	urls   []string
-	topics []string
+	urls      []string
+	topics    []string
+	queueArgs amqp.Table // quorum queues
 
 	mu           sync.Mutex
 	published    map[string]int // id → first deliveries
@@ -27,7 +28,7 @@ type observer struct {
 }
 
 func newObserver(urls, topics []string) *observer {
-	return &observer{urls: urls, topics: topics, published: map[string]int{}}
+	return &observer{urls: urls, topics: topics, queueArgs: amqp.Table{"x-queue-type": "quorum"}, published: map[string]int{}}
 }
 
 // declare creates the observer's queues before the load starts.
@@ -47,7 +48,7 @@ func (o *observer) declare(ctx context.Context) error {
 			return fmt.Errorf("observer: declare exchange %s: %w", topic, err)
 		}
 		q := o.queue(topic)
-		if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+		if _, err := ch.QueueDeclare(q, true, false, false, false, o.queueArgs); err != nil {
 			return fmt.Errorf("observer: declare queue %s: %w", q, err)
 		}
 		if err := ch.QueueBind(q, "", topic, false, nil); err != nil {

@@ -38,6 +38,10 @@ func TestObserverCountsOnAfterItsConnectionIsLost(t *testing.T) {
 
 	topic := testenv.Name(t, "obs")
 	o := newObserver([]string{through.String()}, []string{topic})
+	// A classic queue: deleted and declared again at once below, a quorum
+	// queue can still be on its way out (RabbitMQ deletes its replicas
+	// in the background), which is not what this test is about.
+	o.queueArgs = nil
 	ctx, cancel := context.WithCancel(context.Background())
 	require.NoError(t, o.declare(ctx))
 	ch, err := direct.Channel()
