@@ -131,7 +131,7 @@ func TestDelayedRetryFreesTheConsumer(t *testing.T) {
 			// The first level is long enough that the 1,000 others finish
 			// inside it even on a loaded CI machine (2.3 s once): were they
 			// held behind the delayed event, they would finish after it.
-			levels := []time.Duration{4 * time.Second, 4 * time.Second}
+			levels := []time.Duration{4 * time.Second, 6 * time.Second}
 			if name == "amqp" {
 				t.Cleanup(func() { deleteDelayQueues(t, topic, []string{"slow", "other"}, levels) })
 			}
