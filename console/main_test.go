@@ -1,7 +1,6 @@
 package console_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -66,27 +64,10 @@ type bundle struct {
 	conn   *amqp091.Connection
 	topic  string // the live topic; its dead letters are in dlq
 	dlq    string
-	logs   *syncBuffer
+	logs   *testenv.Buffer
 	srv    *httptest.Server
 	c      *console.Console
 	queues []string
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // withPassword returns rawURL with password set.
@@ -106,7 +87,7 @@ func withPassword(t testing.TB, rawURL, password string) string {
 func setup(t *testing.T, mod ...func(*console.Config)) *bundle {
 	t.Helper()
 	ctx := context.Background()
-	b := &bundle{t: t, logs: &syncBuffer{}}
+	b := &bundle{t: t, logs: &testenv.Buffer{}}
 	b.dbURL = withPassword(t, testenv.PostgresURL(), pgPassword)
 	db, err := dburl.Open(b.dbURL)
 	require.NoError(t, err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -20,23 +19,6 @@ import (
 	"github.com/b2131a45/eventkit/forwarder"
 	"github.com/b2131a45/eventkit/internal/testenv"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // consoleOutbox migrates an outbox named after the test (dropped when the
 // test ends) with a failed row, a pending one and a scheduled one. The
@@ -66,10 +48,10 @@ func consoleOutbox(t *testing.T, d database) *forwarder.Outbox {
 
 // startConsole runs "eventkit console args…" until the test ends and
 // returns its base URL and its exit code channel.
-func startConsole(t *testing.T, args ...string) (string, *lockedBuffer, func() int) {
+func startConsole(t *testing.T, args ...string) (string, *testenv.Buffer, func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errOut lockedBuffer
+	var out, errOut testenv.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, append([]string{"console", "--listen", "127.0.0.1:0"}, args...), &out, &errOut)

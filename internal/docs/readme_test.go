@@ -1,7 +1,6 @@
 package docs
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -9,7 +8,6 @@ import (
 	"log"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -135,32 +133,14 @@ func TestReadmeExample(t *testing.T) {
 // captureLog sends what the log package prints (and slog's default logger,
 // which prints through it) to a buffer until t ends, without timestamps.
 // Only for tests that are not parallel.
-func captureLog(t *testing.T) *syncBuffer {
+func captureLog(t *testing.T) *testenv.Buffer {
 	t.Helper()
-	var b syncBuffer
+	var b testenv.Buffer
 	w, flags := log.Writer(), log.Flags()
 	log.SetOutput(&b)
 	log.SetFlags(0)
 	t.Cleanup(func() { log.SetOutput(w); log.SetFlags(flags) })
 	return &b
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // next returns the next message of topic for a consumer group of the

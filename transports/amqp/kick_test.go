@@ -1,10 +1,8 @@
 package amqp_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,24 +17,6 @@ import (
 	"github.com/b2131a45/eventkit/transports/internal/testutil"
 )
 
-// syncBuffer is a log sink safe for the kicker's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestQuorumDelayKickerGivesBackWhatIsNotDue: the kicker of a publisher
 // looks at a quorum delay queue after its last message was due. Here
 // another publisher delayed a message into the same queue meanwhile: the
@@ -48,7 +28,7 @@ func TestQuorumDelayKickerGivesBackWhatIsNotDue(t *testing.T) {
 	t.Parallel()
 	cfg := config(t)
 	cfg.QueueArgs = amqp091.Table{"x-queue-type": "quorum"}
-	var logs syncBuffer
+	var logs testenv.Buffer
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	tr := newTransport(t, cfg)
 	topic := testenv.Name(t, "kick")
