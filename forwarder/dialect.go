@@ -263,8 +263,9 @@ func (s schema) insert(n int) string {
 }
 
 // markPublished returns the statement marking rows published; only rows
-// still pending change, so a row requeued meanwhile is never touched.
-func (s schema) markPublished(rs []*row, nowMicros int64) (string, []any) {
+// still pending change, so a row requeued meanwhile is never touched. With
+// deleteRows (OutboxConfig.DeletePublished) it deletes them instead.
+func (s schema) markPublished(rs []*row, nowMicros int64, deleteRows bool) (string, []any) {
 	switch s.d {
 	case Postgres:
 		xids := make([]string, len(rs))
@@ -273,14 +274,25 @@ func (s schema) markPublished(rs []*row, nowMicros int64) (string, []any) {
 			xids[i] = r.xid
 			offs[i] = strconv.FormatInt(r.offset, 10)
 		}
+		args := []any{"{" + strings.Join(xids, ",") + "}", "{" + strings.Join(offs, ",") + "}"}
+		if deleteRows {
+			return `DELETE FROM ` + s.table + ` AS t
+			USING unnest($1::text::xid8[], $2::text::bigint[]) AS v(x, o)
+			WHERE t."transaction_id" = v.x AND t."offset" = v.o AND t."status" = 0`, args
+		}
 		return `UPDATE ` + s.table + ` AS t SET "status" = 1, "published_at" = CURRENT_TIMESTAMP
 			FROM unnest($1::text::xid8[], $2::text::bigint[]) AS v(x, o)
-			WHERE t."transaction_id" = v.x AND t."offset" = v.o AND t."status" = 0`,
-			[]any{"{" + strings.Join(xids, ",") + "}", "{" + strings.Join(offs, ",") + "}"}
+			WHERE t."transaction_id" = v.x AND t."offset" = v.o AND t."status" = 0`, args
 	case MySQL:
+		if deleteRows {
+			return "DELETE FROM " + s.table + " WHERE `offset` IN (" + offsetList(rs) + ") AND `status` = 0", nil
+		}
 		return "UPDATE " + s.table + " SET `status` = 1, `published_at` = CURRENT_TIMESTAMP(6) WHERE `offset` IN (" +
 			offsetList(rs) + ") AND `status` = 0", nil
 	default:
+		if deleteRows {
+			return `DELETE FROM ` + s.table + ` WHERE "offset" IN (` + offsetList(rs) + `) AND "status" = 0`, nil
+		}
 		return `UPDATE ` + s.table + ` SET "status" = 1, "published_at" = ` + strconv.FormatInt(nowMicros, 10) +
 			` WHERE "offset" IN (` + offsetList(rs) + `) AND "status" = 0`, nil
 	}

@@ -6,14 +6,15 @@ import (
 	"time"
 )
 
-// markAsync marks rows published on a pooled connection and reports the
+// markAsync marks rows published (or deletes them, with
+// OutboxConfig.DeletePublished) on a pooled connection and reports the
 // outcome on the returned channel.
 func (r *Relay) markAsync(ctx context.Context, rows []*row) chan error {
 	done := make(chan error, 1)
 	mctx, cancel := r.stopContext(ctx)
 	go func() {
 		defer cancel()
-		query, args := r.ob.s.markPublished(rows, time.Now().UnixMicro())
+		query, args := r.ob.s.markPublished(rows, time.Now().UnixMicro(), r.ob.cfg.DeletePublished)
 		err := retryBusy(mctx, func() error {
 			_, err := r.ob.db.exec(mctx, query, args...)
 			return err

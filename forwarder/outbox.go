@@ -60,6 +60,21 @@ type OutboxConfig struct {
 	// to. Defaults to cqrs.EventNameTopic (the event name). Consumers'
 	// processors must use the same mapping.
 	Topic cqrs.TopicFunc
+	// DeletePublished makes relays delete each row once the broker has
+	// confirmed it, instead of marking it published (status 1) for Purge
+	// to delete later. The guarantee is the same: a row leaves the pending
+	// set only after its confirm, and a relay stopped before the delete
+	// publishes it again. The database does less: on PostgreSQL a mark is
+	// a new row version with an index entry (status is in the pending
+	// index's predicate, so it is never a HOT update) and its full WAL
+	// image, a delete only sets the old version's xmax — in this project's
+	// measurements 3–5 µs of backend CPU per event instead of 12–14 µs.
+	// The cost is visibility: published rows are gone at once, so
+	// Stats.Published stays 0 (as do `eventkit outbox stats` and the
+	// console's published count), and no published row can be looked at
+	// after the fact. Failed rows are kept either way. Defaults
+	// to false: rows are marked and kept until Purge.
+	DeletePublished bool
 	// PurgeBatchSize is how many rows one statement of Purge deletes.
 	// Defaults to PurgeBatchSizeDefault.
 	PurgeBatchSize int

@@ -30,6 +30,7 @@ func (b *bench) rawAMQP(bt *brokerTopic, n int) (eps float64, dups int, err erro
 	defer pub.Close()
 	began := time.Now()
 	cpu0 := processCPU()
+	servers := cpuSpan(b.rabbit)
 	for i := 0; i < n; i += 1000 {
 		if err := pub.Publish(bt.name, msgs[i:min(i+1000, n)]...); err != nil {
 			return 0, 0, err
@@ -37,6 +38,7 @@ func (b *bench) rawAMQP(bt *brokerTopic, n int) (eps float64, dups int, err erro
 	}
 	elapsed := time.Since(began)
 	b.cpuPerEvent = (processCPU() - cpu0) / time.Duration(n)
+	b.brokerCPU, b.dbCPU = servers(n)[0], -1
 	got, err := bt.count()
 	if err != nil {
 		return 0, 0, err
@@ -62,16 +64,20 @@ func (b *bench) direct(ctx context.Context) error {
 	defer closeTopic()
 	n := b.o.events
 	fmt.Printf("\n== direct: %d events straight to RabbitMQ, pipelined confirms (calls of 1,000), no database, %d runs ==\n", n, b.o.runs)
-	var raw []float64
+	var raw, cpu []float64
+	var brokerCPU []time.Duration
 	for run := 0; run < b.o.runs && ctx.Err() == nil; run++ {
 		eps, dups, err := b.rawAMQP(bt, n)
 		if err != nil {
 			return err
 		}
 		raw = append(raw, eps)
-		fmt.Printf("  run %d  %8.0f events/s  consumer: 0 missing, %d duplicates\n", run+1, eps, dups)
+		cpu = append(cpu, float64(b.cpuPerEvent.Microseconds()))
+		brokerCPU = append(brokerCPU, b.brokerCPU)
+		fmt.Printf("  run %d  %8.0f events/s  %4d µs CPU/event (RabbitMQ %s)  consumer: 0 missing, %d duplicates\n",
+			run+1, eps, b.cpuPerEvent.Microseconds(), perEvent(b.brokerCPU), dups)
 	}
-	fmt.Printf("  median %8.0f events/s\n", median(raw))
+	fmt.Printf("  median %8.0f events/s  %4.0f µs CPU/event (RabbitMQ %s)\n", median(raw), median(cpu), perEvent(medianDuration(brokerCPU)))
 	b.record(result{Group: "direct", Label: "direct pipelined publish to RabbitMQ (no database)", Eventkit: median(raw), EventkitLabel: "raw", Unit: "events/s", HigherBetter: true})
 	return nil
 }

@@ -48,7 +48,12 @@ func (b *bench) drainOnce(ctx context.Context, d drainer, bt *brokerTopic, n int
 func (b *bench) drainRun(ctx context.Context, d drainer, ob *forwarder.Outbox, n int, check func() (int, error)) (marked, inBroker float64, err error) {
 	began := time.Now()
 	cpu0 := processCPU()
-	defer func() { b.cpuPerEvent = (processCPU() - cpu0) / time.Duration(n) }()
+	servers := cpuSpan(b.rabbit, b.postgres)
+	defer func() {
+		b.cpuPerEvent = (processCPU() - cpu0) / time.Duration(n)
+		s := servers(n)
+		b.brokerCPU, b.dbCPU = s[0], s[1]
+	}()
 	stop, err := d.start(ctx, ob)
 	if err != nil {
 		return 0, 0, err
@@ -103,16 +108,18 @@ func (b *bench) amqpDrain(ctx context.Context, onlyEventkit bool) error {
 
 	drainers := []drainer{
 		b.eventkitDrainer("eventkit relay (pipelined confirms)", b.eventkitAMQP()),
+		b.eventkitDrainerWith("eventkit relay, DeletePublished", b.eventkitAMQP(), true),
 		b.stockDrainer("stock, confirms, ChannelPoolSize 1", b.stockAMQP(true, 1)),
 		b.stockDrainer("stock, confirms, default pool", b.stockAMQP(true, 0)),
 		b.stockDrainer("stock, no confirms, ChannelPoolSize 1", b.stockAMQP(false, 1)),
 		b.stockDrainer("stock, no confirms, default pool", b.stockAMQP(false, 0)),
 	}
 	if onlyEventkit {
-		drainers = drainers[:1]
+		drainers = drainers[:2]
 	}
 	results, inBroker, cpu := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
-	var raw, ratios []float64
+	brokerCPU, dbCPU := map[string][]time.Duration{}, map[string][]time.Duration{}
+	var raw, ratios, deleteRatios []float64
 	n := b.o.events
 	fmt.Printf("\n== PostgreSQL outbox → RabbitMQ, %d events, %d runs, eventkit publisher: %s ==\n", n, b.o.runs, b.o.publisher)
 	fmt.Printf("  (events/s until every row is marked, or acked by the stock forwarder; and until the queue holds every event)\n")
@@ -125,7 +132,10 @@ func (b *bench) amqpDrain(ctx context.Context, onlyEventkit bool) error {
 			results[d.label] = append(results[d.label], eps)
 			inBroker[d.label] = append(inBroker[d.label], epsb)
 			cpu[d.label] = append(cpu[d.label], float64(b.cpuPerEvent.Microseconds()))
-			fmt.Printf("  run %d  %-42s %8.0f events/s  (in broker: %8.0f)  %4d µs CPU/event  consumer: 0 missing, %d duplicates\n", run+1, d.label, eps, epsb, b.cpuPerEvent.Microseconds(), dups)
+			brokerCPU[d.label] = append(brokerCPU[d.label], b.brokerCPU)
+			dbCPU[d.label] = append(dbCPU[d.label], b.dbCPU)
+			fmt.Printf("  run %d  %-42s %8.0f events/s  (in broker: %8.0f)  %4d µs CPU/event  (RabbitMQ %s, PostgreSQL %s)  consumer: 0 missing, %d duplicates\n",
+				run+1, d.label, eps, epsb, b.cpuPerEvent.Microseconds(), perEvent(b.brokerCPU), perEvent(b.dbCPU), dups)
 		}
 		eps, dups, err := b.rawAMQP(bt, n)
 		if err != nil {
@@ -133,35 +143,44 @@ func (b *bench) amqpDrain(ctx context.Context, onlyEventkit bool) error {
 		}
 		raw = append(raw, eps)
 		ratios = append(ratios, results[drainers[0].label][run]/eps)
+		deleteRatios = append(deleteRatios, results[drainers[1].label][run]/eps)
 		cpu["raw"] = append(cpu["raw"], float64(b.cpuPerEvent.Microseconds()))
-		fmt.Printf("  run %d  %-42s %8.0f events/s  %-24s %4d µs CPU/event  consumer: 0 missing, %d duplicates\n", run+1, "raw pipelined confirms (ceiling)", eps, "", b.cpuPerEvent.Microseconds(), dups)
+		brokerCPU["raw"] = append(brokerCPU["raw"], b.brokerCPU)
+		fmt.Printf("  run %d  %-42s %8.0f events/s  %-24s %4d µs CPU/event  (RabbitMQ %s)  consumer: 0 missing, %d duplicates\n",
+			run+1, "raw pipelined confirms (ceiling)", eps, "", b.cpuPerEvent.Microseconds(), perEvent(b.brokerCPU), dups)
 	}
 	ek := median(results[drainers[0].label])
 	ceiling := median(raw)
 	fmt.Printf("  medians:\n")
 	for _, d := range drainers {
-		fmt.Printf("    %-42s %8.0f events/s  (in broker: %8.0f)  %4.0f µs CPU/event\n", d.label, median(results[d.label]), median(inBroker[d.label]), median(cpu[d.label]))
+		fmt.Printf("    %-42s %8.0f events/s  (in broker: %8.0f)  %4.0f µs CPU/event  (RabbitMQ %s, PostgreSQL %s)\n", d.label, median(results[d.label]), median(inBroker[d.label]), median(cpu[d.label]),
+			perEvent(medianDuration(brokerCPU[d.label])), perEvent(medianDuration(dbCPU[d.label])))
 	}
-	fmt.Printf("    %-42s %8.0f events/s  %-24s %4.0f µs CPU/event\n", "raw pipelined confirms (ceiling)", ceiling, "", median(cpu["raw"]))
-	fmt.Printf("  (CPU/event: this process's user+system CPU over the run, relay or publisher and the bench's polling, per event)\n")
+	fmt.Printf("    %-42s %8.0f events/s  %-24s %4.0f µs CPU/event  (RabbitMQ %s)\n", "raw pipelined confirms (ceiling)", ceiling, "", median(cpu["raw"]), perEvent(medianDuration(brokerCPU["raw"])))
+	fmt.Printf("  (CPU/event: this process's user+system CPU over the run, relay or publisher and the bench's polling, per event;\n")
+	fmt.Printf("   RabbitMQ's and PostgreSQL's: their server processes' CPU over the same span, read from /proc, n/a when not local)\n")
 	fmt.Printf("  eventkit / raw pipelined confirms, median of the same-round ratios: %.2f (target ≥ 0.90) %s\n", median(ratios), pass(median(ratios) >= 0.9))
+	fmt.Printf("  eventkit with DeletePublished / raw pipelined confirms, same-round ratios: %.2f (target ≥ 0.90) %s\n", median(deleteRatios), pass(median(deleteRatios) >= 0.9))
+	ekDelete := median(results[drainers[1].label])
+	b.record(result{Group: "drain", Label: "drain → RabbitMQ, DeletePublished, vs direct publish", Eventkit: ekDelete, Stock: ceiling, StockLabel: "direct", Unit: "events/s", HigherBetter: true,
+		SameRound: median(deleteRatios), Target: "≥ 0.90×", Met: median(deleteRatios) >= 0.9})
 	if onlyEventkit {
 		fmt.Printf("  eventkit / raw pipelined confirms: %s\n", ratio(ek, ceiling))
 		return nil
 	}
-	bestConfirm := max(median(results[drainers[1].label]), median(results[drainers[2].label]))
-	bestNoConfirm := max(median(results[drainers[3].label]), median(results[drainers[4].label]))
-	bestNoConfirmB := max(median(inBroker[drainers[3].label]), median(inBroker[drainers[4].label]))
+	bestConfirm := max(median(results[drainers[2].label]), median(results[drainers[3].label]))
+	bestNoConfirm := max(median(results[drainers[4].label]), median(results[drainers[5].label]))
+	bestNoConfirmB := max(median(inBroker[drainers[4].label]), median(inBroker[drainers[5].label]))
 	fmt.Printf("  eventkit / best stock with confirms:    %s (target ≥ 5×)    %s\n", ratio(ek, bestConfirm), pass(ek >= 5*bestConfirm))
 	fmt.Printf("  eventkit / best stock without confirms: %s (target ≥ 1.2×)  %s   [stock counted until acked]\n", ratio(ek, bestNoConfirm), pass(ek >= 1.2*bestNoConfirm))
 	fmt.Printf("  eventkit / best stock without confirms: %s (target ≥ 1.2×)  %s   [stock counted until the queue holds every event]\n", ratio(ek, bestNoConfirmB), pass(ek >= 1.2*bestNoConfirmB))
-	fmt.Printf("  eventkit / raw pipelined confirms:      %s (target ≥ 0.90×) %s   [medians]\n", ratio(ek, ceiling), pass(ek >= 0.9*ceiling))
+	fmt.Printf("  eventkit / raw pipelined confirms:      %s (target ≥ 0.90×, judged on the same-round ratios: %.2f)   [medians]\n", ratio(ek, ceiling), median(ratios))
 	b.record(result{Group: "drain", Label: "drain → RabbitMQ, stock confirms on", Eventkit: ek, Stock: bestConfirm, Unit: "events/s", HigherBetter: true,
 		Target: "≥ 5×", Met: ek >= 5*bestConfirm})
 	b.record(result{Group: "drain", Label: "drain → RabbitMQ, stock confirms off", Eventkit: ek, Stock: bestNoConfirm, Unit: "events/s", HigherBetter: true,
 		Target: "≥ 1.2×", Met: ek >= 1.2*bestNoConfirm})
 	b.record(result{Group: "drain", Label: "drain → RabbitMQ vs direct publish", Eventkit: ek, Stock: ceiling, StockLabel: "direct", Unit: "events/s", HigherBetter: true,
-		Target: "≥ 0.90×", Met: ek >= 0.9*ceiling})
+		SameRound: median(ratios), Target: "≥ 0.90×", Met: median(ratios) >= 0.9})
 	return nil
 }
 

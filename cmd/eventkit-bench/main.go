@@ -142,7 +142,8 @@ func main() {
 	if err := db.PingContext(ctx); err != nil {
 		log.Fatalf("PostgreSQL: %v", err)
 	}
-	b := &bench{o: o, db: db, reg: registry()}
+	b := &bench{o: o, db: db, reg: registry(),
+		rabbit: newServer("RabbitMQ", o.amqpURL), postgres: newServer("PostgreSQL", o.pgURL)}
 	exit := 0
 	defer func() {
 		if exit != 0 {
@@ -212,8 +213,10 @@ type bench struct {
 	seq     int
 	results []result
 	// cpuPerEvent is this process's CPU per event of the last drain or
-	// raw publish.
-	cpuPerEvent time.Duration
+	// raw publish; brokerCPU and dbCPU are RabbitMQ's and PostgreSQL's
+	// (-1 when unknown: not on this machine).
+	cpuPerEvent, brokerCPU, dbCPU time.Duration
+	rabbit, postgres              server
 }
 
 // BenchEvent is the event of every scenario (about 200 bytes of JSON).

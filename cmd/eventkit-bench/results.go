@@ -17,8 +17,11 @@ type result struct {
 	StockLabel    string  `json:"stock_label,omitempty"`    // what Stock is; "stock" when empty
 	Unit          string  `json:"unit"`
 	HigherBetter  bool    `json:"higher_better"`
-	Target        string  `json:"target,omitempty"`
-	Met           bool    `json:"met"`
+	// SameRound, when set, is the median of the ratios of the same rounds
+	// (what Met is judged on), shown beside the ratio of the medians.
+	SameRound float64 `json:"same_round,omitempty"`
+	Target    string  `json:"target,omitempty"`
+	Met       bool    `json:"met"`
 }
 
 func (b *bench) record(r result) { b.results = append(b.results, r) }
@@ -41,6 +44,9 @@ func (b *bench) summary() {
 				rat = ratio(r.Eventkit, r.Stock)
 			} else {
 				rat = ratio(r.Stock, r.Eventkit) + " lower"
+			}
+			if r.SameRound != 0 {
+				rat += fmt.Sprintf(" (same rounds: %.2f)", r.SameRound)
 			}
 		}
 		target := r.Target
