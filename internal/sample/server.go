@@ -86,6 +86,11 @@ type ServiceConfig struct {
 	// Ready, if set, is called with the HTTP address once the service
 	// serves and consumes.
 	Ready func(addr string)
+	// Wired, if set, is called with the service's Node once it is wired,
+	// before it runs: for a program that runs services in-process and shows
+	// their outbox, relay and inbox (examples/demo's console). It must not
+	// run or close the node. Defaults to nil.
+	Wired func(n *Node)
 }
 
 // ServiceConfigFromEnv reads a ServiceConfig from the environment.
@@ -202,6 +207,9 @@ func serve(ctx context.Context, name string, cfg ServiceConfig, setup func(conte
 	}
 	if err := AsyncAPIRoutes(mux, name, n.Namespace); err != nil {
 		return err
+	}
+	if cfg.Wired != nil {
+		cfg.Wired(n)
 	}
 	// 200 when the relay runs with the database and broker reachable and
 	// the router consumes; 503 with the failed checks otherwise. With
