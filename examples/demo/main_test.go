@@ -127,10 +127,12 @@ func depth(page string) string {
 // story is what a new user does with the demo (the README's steps):
 // the three poison orders are one group in the console; a mutation without
 // the token is refused and changes nothing; the stock is fixed over the
-// inventory API; the group is replayed through the console with the token;
-// the dead-letter topic empties and each poison order is handled once by
-// inventory, with the event id of its dead letter, and paid.
-func story(t *testing.T, d *demo, token, dbURL string) {
+// inventory API; the group is replayed through the console with the token
+// (byFilter: as the README's script line does, by reason and error, not by
+// the group's key as the page's button does); the dead-letter topic
+// empties and each poison order is handled once by inventory, with the
+// event id of its dead letter, and paid.
+func story(t *testing.T, d *demo, token, dbURL string, byFilter bool) {
 	out := d.out.String()
 	assert.Regexp(t, `(?m)^placed 1 order of 2 × SKU-1: \S+ is paid$`, out)
 	m := regexp.MustCompile(`(?m)^placed 3 orders of 1 × SKU-404, which nobody sells: (.+)$`).FindStringSubmatch(out)
@@ -163,6 +165,11 @@ func story(t *testing.T, d *demo, token, dbURL string) {
 	// Without the token, nothing changes.
 	replay := d.urls["console"] + dlqPath + "/replay"
 	form := url.Values{"group_key": {g[1]}, "expect": {"3"}}.Encode()
+	confirm := dlqPath + "/confirm?action=replay&group_key=" + g[1]
+	if byFilter {
+		form = url.Values{"reason": {"permanent"}, "error": {"SKU-404"}, "expect": {"3"}}.Encode()
+		confirm = dlqPath + "/confirm?action=replay&" + form
+	}
 	for name, header := range map[string][]string{
 		"no token":                           nil,
 		"wrong token":                        {"Authorization", "Bearer not-the-token-0123456789"},
@@ -180,7 +187,7 @@ func story(t *testing.T, d *demo, token, dbURL string) {
 	// Fix the cause, then replay the group with the token.
 	code, body = do(t, http.MethodPut, d.urls["inventory"]+"/stock/SKU-404", strings.NewReader(`{"available":10}`))
 	require.Equal(t, http.StatusOK, code, body)
-	code, body = get(t, d.urls["console"]+dlqPath+"/confirm?action=replay&group_key="+g[1])
+	code, body = get(t, d.urls["console"]+confirm)
 	require.Equal(t, http.StatusOK, code, body)
 	assert.Contains(t, body, `id="confirm-count">3</b>`, "the confirm page shows the count first")
 	code, body = do(t, http.MethodPost, replay, strings.NewReader(form), "Content-Type", "application/x-www-form-urlencoded",
@@ -238,7 +245,7 @@ func TestDemoOnEmbeddedDefaults(t *testing.T) {
 	require.NotNil(t, tok, out)
 	db := regexp.MustCompile(`database (sqlite:\S+) \(a temporary file`).FindStringSubmatch(out)
 	require.NotNil(t, db, out)
-	story(t, d, tok[1], db[1])
+	story(t, d, tok[1], db[1], false)
 }
 
 // The demo on PostgreSQL and RabbitMQ (TRANSPORT_URL, DATABASE_URL), with
@@ -253,7 +260,7 @@ func TestDemoOnPostgresAndRabbitMQ(t *testing.T) {
 	assert.Contains(t, out, "transport amqp://guest:xxxxx@")
 	assert.Contains(t, out, "  operator token from $EVENTKIT_CONSOLE_TOKEN\n")
 	assert.NotContains(t, out, token)
-	story(t, d, token, dbURL)
+	story(t, d, token, dbURL, true)
 }
 
 // Bad flags and a short token are refused before anything starts, naming
