@@ -30,6 +30,7 @@ var runners = map[string]func(t *testing.T, b block){
 	"quickstart":   runQuickstart,  // README.md, the first block
 	"cli":          runCLI,         // README.md, "Operating it: the CLI" (cli_test.go)
 	"demo":         runDemo,        // README.md, "Operating it: the web console", the first block (demo_test.go)
+	"demo-steps":   runDemoSteps,   // README.md, "Operating it: the web console", the steps after it (demo_test.go)
 	"console":      runConsole,     // README.md, "Operating it: the web console" (console_test.go)
 	"fault-tests":  runFaultTests,  // docs/guarantees.md, the fault tests' figures
 	"node-publish": runNodePublish, // docs/interop.md, "$ node publish.js"
