@@ -291,3 +291,17 @@ func TestDemoRefusesBadInput(t *testing.T) {
 		})
 	}
 }
+
+// -no-orders places nothing: the console shows the three dead-letter
+// topics, declared at start, empty.
+func TestDemoWithoutOrders(t *testing.T) {
+	t.Parallel()
+	d := start(t, nil, "-no-orders")
+	assert.NotContains(t, d.out.String(), "placed ")
+	assert.Contains(t, d.out.String(), "curl -s "+d.urls["orders"]+"/orders/<order_id>")
+	code, page := get(t, d.urls["console"]+"/dlq")
+	require.Equal(t, http.StatusOK, code, page)
+	for _, topic := range []string{"orders.order_created.dlq", "inventory.stock_reserved.dlq", "payments.payment_processed.dlq"} {
+		assert.Regexp(t, `data-live="dlq:`+regexp.QuoteMeta(topic)+`:eventkit-dlq:depth" class="dlq-depth">0</b>`, page, topic)
+	}
+}
