@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"strings"
 	"time"
 
@@ -20,7 +19,7 @@ import (
 )
 
 // tokenEnv is where the console's operator token is read from by default.
-const tokenEnv = "EVENTKIT_CONSOLE_TOKEN"
+const tokenEnv = console.TokenEnv
 
 const consoleLong = `console serves the web console: outbox counts, lag and relay; failed outbox rows
 (requeue, delete); dead letters grouped by handler and error (replay, delete); inbox sizes
@@ -92,7 +91,7 @@ func (f *consoleFlags) run(cmd *cobra.Command) error {
 	cfg := console.Config{
 		BasePath: f.basePath, Token: f.token, Private: f.private, Mask: f.mask, SampleInterval: f.sample,
 		Logger:  slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
-		Secrets: urlPasswords(f.db, f.transport),
+		Secrets: console.URLPasswords(f.db, f.transport),
 	}
 	for _, t := range f.dlqs {
 		cfg.DeadLetters = append(cfg.DeadLetters, console.DeadLetterTopic{Topic: t})
@@ -166,37 +165,16 @@ func (f *consoleFlags) addStores(ctx context.Context, db *sql.DB, cfg *console.C
 
 // serve runs the console on ln until ctx ends, then shuts it down.
 func serve(ctx context.Context, c *console.Console, ln net.Listener, f *consoleFlags, out io.Writer) error {
-	srv := &http.Server{Handler: c, ReadHeaderTimeout: 10 * time.Second}
 	mode := "read-only (no operator token)"
 	if f.token != "" {
 		mode = "actions need the operator token"
 	}
 	fmt.Fprintf(out, "eventkit console on http://%s%s/ — %s\n", ln.Addr(), f.basePath, mode)
-	if host, _, _ := net.SplitHostPort(f.listen); !isLoopback(host) {
-		fmt.Fprintf(out, "warning: listening on %s, beyond this machine: anyone who reaches it reads the console%s\n", f.listen,
-			map[bool]string{true: " after logging in", false: " (--private makes reading need the token)"}[f.private])
+	if w := console.ExposureWarning(f.listen, f.private); w != "" {
+		fmt.Fprintln(out, w)
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		_ = c.Run(runCtx)
-	}()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-served:
-	}
-	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(shutCtx)
-	stop()
-	<-sampled
-	if err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("console: %w", err)
+	if err := c.Serve(ctx, ln); err != nil {
+		return err
 	}
 	fmt.Fprintln(out, "eventkit console stopped")
 	return nil
@@ -206,26 +184,3 @@ func serve(ctx context.Context, c *console.Console, ln net.Listener, f *consoleF
 // errors.
 var configFlags = strings.NewReplacer("Config.Token", "--token", "Config.SampleInterval", "--sample",
 	"Config.BasePath", "--base-path", "Config.DeadLetters", "--dlq")
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// urlPasswords returns the passwords of the URLs, for the console to mask.
-func urlPasswords(urls ...string) []string {
-	var out []string
-	for _, u := range urls {
-		if _, rest, ok := strings.Cut(u, "://"); ok {
-			if at := strings.LastIndex(rest, "@"); at >= 0 {
-				if _, pw, ok := strings.Cut(rest[:at], ":"); ok && pw != "" {
-					out = append(out, pw)
-				}
-			}
-		}
-	}
-	return out
-}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -176,10 +177,21 @@ func TestMerge(t *testing.T) {
 	}
 }
 
-// containerPort returns the container side of a "host:container" mapping.
+// containerPort returns the container side of a "[ip:]host:container"
+// mapping.
 func containerPort(mapping string) string {
 	parts := strings.Split(mapping, ":")
 	return parts[len(parts)-1]
+}
+
+// hostPort returns the host side of a "[ip:]host:container" mapping: its
+// port, and its address ("" when published on every interface).
+func hostPort(mapping string) (ip, port string) {
+	parts := strings.Split(mapping, ":")
+	if len(parts) == 3 {
+		return parts[0], parts[1]
+	}
+	return "", parts[0]
 }
 
 var builtBinary = regexp.MustCompile(`\./(?:examples|cmd)/([a-z-]+)`)
@@ -216,7 +228,7 @@ func check(t *testing.T, services map[string]service, broker string) {
 				assert.True(t, built[strings.TrimPrefix(bin[0], "/app/")], "%s is not built by the Dockerfile", bin[0])
 			}
 			for _, p := range s.Ports {
-				host := strings.Split(p, ":")[0]
+				_, host := hostPort(p)
 				if other, dup := hostPorts[host]; dup {
 					t.Errorf("host port %s used by %s and %s", host, other, name)
 				}
@@ -276,6 +288,36 @@ func check(t *testing.T, services map[string]service, broker string) {
 		assert.ElementsMatch(t, []string{broker, "postgres"}, keys(s.DependsOn), "the cli must wait for what its URLs point at, and nothing else")
 	})
 
+	// The console: eventkit console over the orders schema's outbox and
+	// inbox and the broker's dead letters, listening on every interface of
+	// its container, published on the host's loopback only, read-only
+	// unless the host's EVENTKIT_CONSOLE_TOKEN is set; it starts once orders
+	// created its tables.
+	t.Run("console wiring", func(t *testing.T) {
+		s, ok := services["console"]
+		require.True(t, ok)
+		assert.Empty(t, s.Profiles, "docker compose up starts it")
+		require.GreaterOrEqual(t, len(s.Command), 2)
+		assert.Equal(t, []string{"/app/eventkit", "console"}, s.Command[:2])
+		listen := flagValue(t, s.Command, "--listen")
+		host, port, err := net.SplitHostPort(listen)
+		require.NoError(t, err)
+		assert.Equal(t, "0.0.0.0", host, "inside its container it must listen beyond loopback to be published at all")
+		require.Len(t, s.Ports, 1)
+		ip, published := hostPort(s.Ports[0])
+		assert.Equal(t, "127.0.0.1", ip, "published on the host's loopback only: %s", s.Ports[0])
+		assert.Equal(t, "8089", published)
+		assert.Equal(t, port, containerPort(s.Ports[0]), "published port is not the one the console listens on")
+		assert.Equal(t, "orders_outbox", flagValue(t, s.Command, "--outbox"))
+		assert.Equal(t, "orders_inbox", flagValue(t, s.Command, "--inbox"))
+		assert.Equal(t, "${EVENTKIT_CONSOLE_TOKEN:-}", s.Environment["EVENTKIT_CONSOLE_TOKEN"], "the host's token, none by default: read-only")
+		assert.Equal(t, broker, endpoint(t, services, s, "EVENTKIT_TRANSPORT"), "EVENTKIT_TRANSPORT")
+		assert.Equal(t, "postgres", endpoint(t, services, s, "EVENTKIT_DB"), "EVENTKIT_DB")
+		assert.Equal(t, services["orders"].Environment["DATABASE_URL"], s.Environment["EVENTKIT_DB"], "the orders service's database and schema")
+		assert.ElementsMatch(t, []string{broker, "postgres", "orders"}, keys(s.DependsOn),
+			"the console waits for what its URLs point at and for orders' tables")
+	})
+
 	t.Run("the other broker does not start", func(t *testing.T) {
 		for _, other := range []string{"rabbitmq", "kafka"} {
 			if s, ok := services[other]; ok && other != broker {
@@ -283,6 +325,14 @@ func check(t *testing.T, services map[string]service, broker string) {
 			}
 		}
 	})
+}
+
+// flagValue returns the value after name in a command.
+func flagValue(t *testing.T, command []string, name string) string {
+	t.Helper()
+	i := slices.Index(command, name)
+	require.True(t, i >= 0 && i+1 < len(command), "%s in %q", name, command)
+	return command[i+1]
 }
 
 func keys[V any](m map[string]V) []string {

@@ -36,32 +36,6 @@ func TestMain(m *testing.M) {
 	)
 }
 
-// pgSchema returns a DATABASE_URL for a fresh PostgreSQL schema, so that the
-// services' tables (and their relays' locks) belong to this test alone.
-func pgSchema(t *testing.T) string {
-	t.Helper()
-	db, err := dburl.Open(testenv.PostgresURL())
-	require.NoError(t, err)
-	defer db.Close()
-	if err := db.Ping(); err != nil {
-		testenv.Unavailable(t, "PostgreSQL", err)
-	}
-	schema := testenv.Name(t, "e2e")
-	_, err = db.Exec(`CREATE SCHEMA ` + schema)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		if db, err := dburl.Open(testenv.PostgresURL()); err == nil {
-			_, _ = db.Exec(`DROP SCHEMA ` + schema + ` CASCADE`)
-			db.Close()
-		}
-	})
-	sep := "?"
-	if strings.Contains(testenv.PostgresURL(), "?") {
-		sep = "&"
-	}
-	return testenv.PostgresURL() + sep + "search_path=" + schema
-}
-
 func TestOrderBecomesPaymentOverRabbitMQ(t *testing.T) {
 	t.Parallel()
 	// The services' topics and queues have fixed names: a vhost of the
@@ -73,13 +47,13 @@ func TestOrderBecomesPaymentOverRabbitMQ(t *testing.T) {
 		testenv.Unavailable(t, "RabbitMQ", err)
 	}
 	require.NoError(t, tr.Close())
-	flow(t, amqpURL, pgSchema(t))
+	flow(t, amqpURL, testenv.PostgresSchema(t, "e2e"))
 }
 
 func TestOrderBecomesPaymentOverKafka(t *testing.T) {
 	t.Parallel()
 	cluster := kafkatest.Cluster(t)
-	flow(t, "kafka://"+strings.Join(cluster.ListenAddrs(), ","), pgSchema(t))
+	flow(t, "kafka://"+strings.Join(cluster.ListenAddrs(), ","), testenv.PostgresSchema(t, "e2e"))
 }
 
 // flow starts orders, inventory and payments with the same TRANSPORT_URL

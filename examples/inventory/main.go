@@ -1,6 +1,8 @@
 // Command inventory is the inventory sample service. It is wired only by TRANSPORT_URL
 // and DATABASE_URL (and HTTP_ADDR), so switching RabbitMQ ↔ Kafka is one
-// environment variable. See docker-compose.yml.
+// environment variable. RELAY=off makes it leave relaying its outbox to the
+// replicas that run with RELAY=on, the default (sample.RelayOff). See
+// docker-compose.yml.
 package main
 
 import (

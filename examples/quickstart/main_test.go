@@ -116,7 +116,7 @@ func TestQuickstartBesideTheSampleServices(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			dbURL := pgSchema(t) // one database for both, as in docker-compose.yml
+			dbURL := testenv.PostgresSchema(t, "qs") // one database for both, as in docker-compose.yml
 			transportURL := broker(t, dbURL)
 
 			ctx, cancel := context.WithCancel(context.Background())
@@ -141,27 +141,6 @@ func TestQuickstartBesideTheSampleServices(t *testing.T) {
 			check(t, transportURL, dbURL)
 		})
 	}
-}
-
-// pgSchema returns a DATABASE_URL for a fresh PostgreSQL schema of the test's
-// own, dropped when the test ends.
-func pgSchema(t *testing.T) string {
-	t.Helper()
-	db, err := dburl.Open(testenv.PostgresURL())
-	require.NoError(t, err)
-	if err := db.Ping(); err != nil {
-		db.Close()
-		testenv.Unavailable(t, "PostgreSQL", err)
-	}
-	schema := testenv.Name(t, "qs")
-	_, err = db.Exec(`CREATE SCHEMA ` + schema)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_, err := db.Exec(`DROP SCHEMA ` + schema + ` CASCADE`)
-		assert.NoError(t, err, "drop the test's schema")
-		db.Close()
-	})
-	return withParam(testenv.PostgresURL(), "search_path="+schema)
 }
 
 func withParam(url, param string) string {

@@ -29,6 +29,8 @@ import (
 var runners = map[string]func(t *testing.T, b block){
 	"quickstart":   runQuickstart,  // README.md, the first block
 	"cli":          runCLI,         // README.md, "Operating it: the CLI" (cli_test.go)
+	"demo":         runDemo,        // README.md, "Operating it: the web console", the first block (demo_test.go)
+	"demo-steps":   runDemoSteps,   // README.md, "Operating it: the web console", the steps after it (demo_test.go)
 	"console":      runConsole,     // README.md, "Operating it: the web console" (console_test.go)
 	"fault-tests":  runFaultTests,  // docs/guarantees.md, the fault tests' figures
 	"node-publish": runNodePublish, // docs/interop.md, "$ node publish.js"
@@ -145,7 +147,7 @@ func warm(t *testing.T) {
 }
 
 var warmBuild = sync.OnceValues(func() (string, error) {
-	cmd := exec.Command("go", "build", "./cmd/eventkit", "./examples/quickstart")
+	cmd := exec.Command("go", "build", "./cmd/eventkit", "./examples/quickstart", "./examples/demo")
 	cmd.Dir = repoRoot
 	out, err := cmd.CombinedOutput()
 	return string(out), err

@@ -37,6 +37,12 @@ type NodeConfig struct {
 	// RelayPublisher, if set, is what the relay publishes with instead of
 	// Transport.Publisher() (the quickstart wraps it to show a duplicate).
 	RelayPublisher message.Publisher
+	// NoRelay makes Run leave relaying the outbox to other processes (the
+	// replicas that run the relay): the node writes to its outbox, serves
+	// and consumes, and its metrics still report the outbox's counters and
+	// whether any process's relay holds its lock. Defaults to false: Run
+	// runs the relay.
+	NoRelay bool
 	// Logger receives the library logs and the services' own: one INFO
 	// line per event handled and per order placed. Defaults to discarding.
 	Logger *slog.Logger
@@ -64,7 +70,9 @@ type Node struct {
 	// service=Name.
 	Prometheus *prometheus.Registry
 	Metrics    *metrics.Metrics
-	purger     *middleware.Purger
+	// NoRelay is NodeConfig.NoRelay: Run does not run Relay.
+	NoRelay bool
+	purger  *middleware.Purger
 }
 
 // NewNode creates the node's tables (idempotent) and wires it.
@@ -79,7 +87,7 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ns := cfg.Namespace
-	n := &Node{Name: cfg.Name, Namespace: ns, Logger: cfg.Logger, DB: cfg.DB}
+	n := &Node{Name: cfg.Name, Namespace: ns, Logger: cfg.Logger, DB: cfg.DB, NoRelay: cfg.NoRelay}
 	var err error
 	n.Outbox, err = forwarder.NewOutbox(cfg.DB, forwarder.OutboxConfig{
 		Registry: cfg.Registry, Source: cfg.Name, Name: ns.Table(cfg.Name + "_outbox"), Topic: ns.Topic, Logger: cfg.Logger,
@@ -148,8 +156,9 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	return n, nil
 }
 
-// Run runs the relay, the router and the inbox purger until ctx ends, then
-// stops them gracefully. It returns the first error that stopped a part.
+// Run runs the relay (unless NoRelay), the router and the inbox purger
+// until ctx ends, then stops them gracefully. It returns the first error
+// that stopped a part.
 func (n *Node) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -165,7 +174,9 @@ func (n *Node) Run(ctx context.Context) error {
 			cancel() // one part stopping stops the node
 		}()
 	}
-	run("relay", n.Relay.Run)
+	if !n.NoRelay {
+		run("relay", n.Relay.Run)
+	}
 	run("inbox purger", n.purger.Run)
 	run("router", n.Router.Run)
 	<-ctx.Done()

@@ -2,6 +2,7 @@ package sample
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,14 +26,55 @@ import (
 // maxOpenConns bounds each service's database pool.
 const maxOpenConns = 32
 
+// RelayMode says whether a service runs the relay of its outbox (RELAY).
+type RelayMode string
+
+// Relay modes. The empty RelayMode is RelayOn.
+const (
+	// RelayOn: the service relays its outbox (one relay of all the
+	// replicas holds the outbox's lock and publishes; the others wait).
+	RelayOn RelayMode = "on"
+	// RelayOff: the service writes to its outbox, serves and consumes,
+	// and leaves relaying to the replicas that run with RelayOn (a
+	// deployment of API replicas and relay replicas). Its /healthz has no
+	// relay check (the relay is not its part); its /metrics still shows
+	// the outbox's lag and whether any process's relay holds the lock.
+	RelayOff RelayMode = "off"
+)
+
+func (m RelayMode) validate() error {
+	switch m {
+	case "", RelayOn, RelayOff:
+		return nil
+	}
+	return fmt.Errorf("RELAY %q: want on or off", string(m))
+}
+
 // ServiceConfig is what a sample service reads from its environment: the
 // broker and the database are the only wiring, so switching RabbitMQ ↔ Kafka
 // is one variable.
 type ServiceConfig struct {
 	// TransportURL is TRANSPORT_URL: amqp://…, kafka://…, mem:// (tests).
+	// Required unless Transport is set.
 	TransportURL string
 	// DatabaseURL is DATABASE_URL: postgres://…, mysql://…, sqlite:path.
+	// Required unless DB is set.
 	DatabaseURL string
+	// Transport, if set, is an open transport the service uses instead of
+	// opening TransportURL, and does not close: several services of one
+	// process share it (examples/demo, on mem://, where the services must
+	// share one transport to see each other's events). Defaults to nil:
+	// the service opens TransportURL and closes it when it stops.
+	Transport *transports.Transport
+	// DB, if set, is an open database pool the service uses instead of
+	// opening DatabaseURL, and neither closes nor resizes: several services
+	// of one process share it (one SQLite file needs one pool, so that its
+	// single writer is queued in one place). Defaults to nil: the service
+	// opens DatabaseURL with at most 32 connections and closes it.
+	DB *sql.DB
+	// Relay is RELAY: RelayOn or RelayOff ("on", "off"). Defaults to
+	// RelayOn.
+	Relay RelayMode
 	// HTTPAddr is HTTP_ADDR, the address to listen on. Defaults to ":8080".
 	HTTPAddr string
 	// Stock is STOCK, inventory only: "SKU-1=100,SKU-2=5", the levels of
@@ -44,6 +86,11 @@ type ServiceConfig struct {
 	// Ready, if set, is called with the HTTP address once the service
 	// serves and consumes.
 	Ready func(addr string)
+	// Wired, if set, is called with the service's Node once it is wired,
+	// before it runs: for a program that runs services in-process and shows
+	// their outbox, relay and inbox (examples/demo's console). It must not
+	// run or close the node. Defaults to nil.
+	Wired func(n *Node)
 }
 
 // ServiceConfigFromEnv reads a ServiceConfig from the environment.
@@ -53,6 +100,7 @@ func ServiceConfigFromEnv() ServiceConfig {
 		DatabaseURL:  os.Getenv("DATABASE_URL"),
 		HTTPAddr:     os.Getenv("HTTP_ADDR"),
 		Stock:        os.Getenv("STOCK"),
+		Relay:        RelayMode(os.Getenv("RELAY")),
 	}
 }
 
@@ -118,29 +166,38 @@ func RunPayments(ctx context.Context, cfg ServiceConfig) error {
 // and of setup already start with it ("orders outbox: …").
 func serve(ctx context.Context, name string, cfg ServiceConfig, setup func(context.Context, *Node, *http.ServeMux) error) error {
 	cfg = cfg.withDefaults()
-	if cfg.TransportURL == "" || cfg.DatabaseURL == "" {
+	if (cfg.TransportURL == "" && cfg.Transport == nil) || (cfg.DatabaseURL == "" && cfg.DB == nil) {
 		return fmt.Errorf("%s: TRANSPORT_URL and DATABASE_URL are required", name)
 	}
-	db, err := dburl.Open(cfg.DatabaseURL)
-	if err != nil {
+	if err := cfg.Relay.validate(); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	defer db.Close()
-	// A bounded pool: while the database hangs (a partition), requests
-	// wait for a connection instead of opening one each until the server
-	// refuses more clients. The relay, the purger and one handler per
-	// subscription need a few; the rest serve HTTP.
-	db.SetMaxOpenConns(maxOpenConns)
-	t, err := transports.OpenConfig(ctx, cfg.TransportURL, transports.Config{Logger: cfg.Logger})
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+	db := cfg.DB
+	if db == nil {
+		var err error
+		if db, err = dburl.Open(cfg.DatabaseURL); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		defer db.Close()
+		// A bounded pool: while the database hangs (a partition), requests
+		// wait for a connection instead of opening one each until the server
+		// refuses more clients. The relay, the purger and one handler per
+		// subscription need a few; the rest serve HTTP.
+		db.SetMaxOpenConns(maxOpenConns)
 	}
-	defer t.Close()
+	t := cfg.Transport
+	if t == nil {
+		var err error
+		if t, err = transports.OpenConfig(ctx, cfg.TransportURL, transports.Config{Logger: cfg.Logger}); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		defer t.Close()
+	}
 	reg, err := NewRegistry()
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	n, err := NewNode(ctx, NodeConfig{Name: name, DB: db, Transport: t, Registry: reg, Logger: cfg.Logger})
+	n, err := NewNode(ctx, NodeConfig{Name: name, DB: db, Transport: t, Registry: reg, Logger: cfg.Logger, NoRelay: cfg.Relay == RelayOff})
 	if err != nil {
 		return err
 	}
@@ -151,12 +208,17 @@ func serve(ctx context.Context, name string, cfg ServiceConfig, setup func(conte
 	if err := AsyncAPIRoutes(mux, name, n.Namespace); err != nil {
 		return err
 	}
+	if cfg.Wired != nil {
+		cfg.Wired(n)
+	}
 	// 200 when the relay runs with the database and broker reachable and
-	// the router consumes; 503 with the failed checks otherwise.
-	mux.Handle("GET /healthz", health.Handler(health.Checks{
-		"relay":     n.Relay.Health,
-		"processor": n.Processor.Health,
-	}, health.Config{}))
+	// the router consumes; 503 with the failed checks otherwise. With
+	// RELAY=off there is no relay check: relaying is other replicas' part.
+	checks := health.Checks{"processor": n.Processor.Health}
+	if !n.NoRelay {
+		checks["relay"] = n.Relay.Health
+	}
+	mux.Handle("GET /healthz", health.Handler(checks, health.Config{}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.Prometheus, promhttp.HandlerOpts{}))
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -185,7 +247,8 @@ func serve(ctx context.Context, name string, cfg ServiceConfig, setup func(conte
 	}()
 	select {
 	case <-n.Router.Running():
-		cfg.Logger.Info("service running", slog.String("service", name), slog.String("addr", ln.Addr().String()), slog.String("transport", t.String()))
+		cfg.Logger.Info("service running", slog.String("service", name), slog.String("addr", ln.Addr().String()), slog.String("transport", t.String()),
+			slog.Bool("relay", !n.NoRelay))
 		if cfg.Ready != nil {
 			cfg.Ready(ln.Addr().String())
 		}
@@ -281,9 +344,12 @@ func (o *Orders) handleGet(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Routes adds the inventory API to mux: GET /stock/{sku}, 404 (JSON) for
-// a SKU that is not stocked, 500 (logged, the cause not shown) when the
-// database fails.
+// Routes adds the inventory API to mux: GET /stock/{sku} shows a SKU's
+// level, 404 for a SKU that is not stocked; PUT /stock/{sku} with
+// {"available": N} sets it (stocking the SKU if need be: the fix for
+// orders dead-lettered for a SKU nobody sold), 400 for a bad body, N < 0 or
+// a SKU over 64 bytes, 413 for a body over 1 MiB. Errors are JSON; 500
+// (logged, the cause not shown) when the database fails.
 func (i *Inventory) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /stock/{sku}", func(w http.ResponseWriter, r *http.Request) {
 		sku := r.PathValue("sku")
@@ -297,6 +363,42 @@ func (i *Inventory) Routes(mux *http.ServeMux) {
 			writeJSON(w, http.StatusOK, map[string]any{"sku": sku, "available": n})
 		}
 	})
+	mux.HandleFunc("PUT /stock/{sku}", i.handleSetStock)
+}
+
+// stockRequest is the body of PUT /stock/{sku}.
+type stockRequest struct {
+	Available *int `json:"available"`
+}
+
+func (i *Inventory) handleSetStock(w http.ResponseWriter, r *http.Request) {
+	sku := r.PathValue("sku")
+	if len(sku) > maxSKU {
+		httpError(w, http.StatusBadRequest, fmt.Errorf("bad stock: sku %q is longer than %d bytes", sku[:16]+"…", maxSKU))
+		return
+	}
+	var req stockRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			httpError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("bad stock: the body is larger than %d bytes", tooLarge.Limit))
+			return
+		}
+		httpError(w, http.StatusBadRequest, fmt.Errorf("bad stock: %w", err))
+		return
+	}
+	if req.Available == nil || *req.Available < 0 {
+		httpError(w, http.StatusBadRequest, errors.New(`bad stock: want {"available": N} with N ≥ 0`))
+		return
+	}
+	if err := i.SetAvailable(r.Context(), sku, *req.Available); err != nil {
+		i.internalError(w, r, "could not set the stock", err)
+		return
+	}
+	i.Logger.InfoContext(r.Context(), "stock set", slog.String("service", i.Name), slog.String("sku", sku), slog.Int("available", *req.Available))
+	writeJSON(w, http.StatusOK, map[string]any{"sku": sku, "available": *req.Available})
 }
 
 // internalError answers 500 with msg and logs msg with the cause, which the

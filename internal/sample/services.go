@@ -140,6 +140,25 @@ func (i *Inventory) Available(ctx context.Context, sku string) (int, error) {
 	return n, err
 }
 
+// maxSKU is the longest SKU the stock table takes.
+const maxSKU = 64
+
+// SetAvailable sets the stock of a SKU to n, stocking it if it was not: the
+// fix for orders dead-lettered because nobody sold their SKU, before they
+// are replayed. It does not touch reservations.
+func (i *Inventory) SetAvailable(ctx context.Context, sku string, n int) error {
+	if sku == "" || len(sku) > maxSKU || n < 0 {
+		return fmt.Errorf("inventory: SetAvailable(%q, %d): want a SKU of 1 to %d bytes and n ≥ 0", sku, n, maxSKU)
+	}
+	stock, _ := i.tables()
+	upsert := `INSERT INTO ` + stock + ` (sku, available) VALUES (?, ?) ON CONFLICT (sku) DO UPDATE SET available = excluded.available`
+	if i.Dialect == forwarder.MySQL {
+		upsert = `INSERT INTO ` + stock + ` (sku, available) VALUES (?, ?) ON DUPLICATE KEY UPDATE available = VALUES(available)`
+	}
+	_, err := i.DB.ExecContext(ctx, i.Q(upsert), sku, n)
+	return err
+}
+
 func (i *Inventory) reserve(ctx context.Context, e *OrderCreated) error {
 	i.Hook.call(ctx, "inventory")
 	stock, reservations := i.tables()

@@ -377,3 +377,133 @@ func TestConcurrentSetupOnPostgres(t *testing.T) {
 		}
 	}
 }
+
+// PUT /stock/{sku} sets a SKU's level, stocking it if need be: an order
+// for it then goes through. Bad bodies are refused in JSON and change
+// nothing.
+func TestSetStock(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	code, _, body := call(t, http.MethodGet, s.url+"/stock/SKU-404", "", nil)
+	require.Equal(t, http.StatusNotFound, code, body)
+
+	code, _, body = call(t, http.MethodPut, s.url+"/stock/SKU-404", `{"available":5}`, nil)
+	require.Equal(t, http.StatusOK, code, body)
+	assert.Equal(t, map[string]any{"sku": "SKU-404", "available": 5.0}, body)
+	code, _, body = call(t, http.MethodPut, s.url+"/stock/SKU-1", `{"available":3}`, nil)
+	require.Equal(t, http.StatusOK, code, body)
+	_, _, body = call(t, http.MethodGet, s.url+"/stock/SKU-1", "", nil)
+	assert.EqualValues(t, 3, body["available"], "an existing level is set, not added to")
+
+	for _, tc := range []struct {
+		name, method, path, body string
+		code                     int
+		err                      string
+	}{
+		{"negative", "PUT", "/stock/SKU-404", `{"available":-1}`, 400, `bad stock: want {"available": N} with N ≥ 0`},
+		{"missing", "PUT", "/stock/SKU-404", `{}`, 400, `bad stock: want {"available": N}`},
+		{"not a number", "PUT", "/stock/SKU-404", `{"available":"7"}`, 400, "bad stock: json: cannot unmarshal string"},
+		{"unknown field", "PUT", "/stock/SKU-404", `{"available":1,"sku":"x"}`, 400, `bad stock: json: unknown field "sku"`},
+		{"not JSON", "PUT", "/stock/SKU-404", `nope`, 400, "bad stock: invalid character"},
+		{"too large", "PUT", "/stock/SKU-404", `{"available":` + strings.Repeat("1", 2<<20) + `}`, 413, "larger than 1048576 bytes"},
+		{"long SKU", "PUT", "/stock/" + strings.Repeat("S", 65), `{"available":1}`, 400, "longer than 64 bytes"},
+		{"wrong method", "POST", "/stock/SKU-404", `{"available":1}`, 405, "POST /stock/SKU-404 is not allowed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, header, body := call(t, tc.method, s.url+tc.path, tc.body, nil)
+			assert.Equal(t, tc.code, code, body)
+			require.Len(t, body, 1, `want {"error": "…"}`)
+			assert.Contains(t, body["error"], tc.err)
+			if code == http.StatusMethodNotAllowed {
+				assert.Equal(t, "GET, HEAD, PUT", header.Get("Allow"))
+			}
+		})
+	}
+	_, _, body = call(t, http.MethodGet, s.url+"/stock/SKU-404", "", nil)
+	assert.EqualValues(t, 5, body["available"], "the refused requests changed nothing")
+
+	code, _, placed := call(t, http.MethodPost, s.url+"/orders",
+		`{"customer_email":"ada@example.com","total_cents":100,"items":[{"sku":"SKU-404","quantity":2}]}`, nil)
+	require.Equal(t, http.StatusCreated, code, placed)
+	require.Eventually(t, func() bool {
+		_, _, o := call(t, http.MethodGet, s.url+"/orders/"+placed["order_id"].(string), "", nil)
+		return o["status"] == "paid"
+	}, 30*time.Second, 10*time.Millisecond)
+	_, _, body = call(t, http.MethodGet, s.url+"/stock/SKU-404", "", nil)
+	assert.EqualValues(t, 3, body["available"])
+}
+
+// RELAY=off: the service serves and takes orders but leaves its outbox to
+// a replica that runs the relay; its /healthz has no relay check. Two
+// replicas share one transport and one database pool of the caller's,
+// which neither closes.
+func TestRelayOff(t *testing.T) {
+	t.Parallel()
+	err := RunOrders(context.Background(), ServiceConfig{TransportURL: "mem://", DatabaseURL: "sqlite::memory:", Relay: "maybe"})
+	assert.EqualError(t, err, `orders: RELAY "maybe": want on or off`)
+
+	ctx := context.Background()
+	db, err := dburl.Open("sqlite:" + filepath.Join(t.TempDir(), "orders.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	tr, err := transports.Open(ctx, "mem://")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tr.Close() })
+	l := &logs{}
+	start := func(relay RelayMode) (string, func()) {
+		ctx, cancel := context.WithCancel(ctx)
+		ready, done := make(chan string, 1), make(chan error, 1)
+		go func() {
+			done <- RunOrders(ctx, ServiceConfig{Transport: tr, DB: db, HTTPAddr: "127.0.0.1:0", Relay: relay,
+				Logger: l.logger(), Ready: func(addr string) { ready <- addr }})
+		}()
+		select {
+		case addr := <-ready:
+			return "http://" + addr, func() { cancel(); require.NoError(t, <-done) }
+		case err := <-done:
+			t.Fatalf("orders did not start: %v", err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("orders did not start")
+		}
+		return "", nil
+	}
+	api, stopAPI := start(RelayOff)
+	defer stopAPI()
+	code, _, rep := call(t, http.MethodGet, api+"/healthz", "", nil)
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, map[string]any{"status": "ok", "checks": map[string]any{"processor": "ok"}}, rep)
+
+	code, _, placed := call(t, http.MethodPost, api+"/orders",
+		`{"customer_email":"ada@example.com","total_cents":100,"items":[{"sku":"SKU-1","quantity":1}]}`, nil)
+	require.Equal(t, http.StatusCreated, code, placed)
+	pending := func(n int) string {
+		return fmt.Sprintf("\neventkit_outbox_pending{outbox=\"orders_outbox\",service=\"orders\"} %d\n", n)
+	}
+	time.Sleep(500 * time.Millisecond) // a relay would have published it by now
+	assert.Contains(t, scrape(t, api), pending(1), "nobody relays")
+	assert.Contains(t, scrape(t, api), "\neventkit_outbox_relay_active{outbox=\"orders_outbox\",service=\"orders\"} 0\n")
+
+	relay, stopRelay := start(RelayOn)
+	code, _, rep = call(t, http.MethodGet, relay+"/healthz", "", nil)
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, map[string]any{"status": "ok", "checks": map[string]any{"processor": "ok", "relay": "ok"}}, rep)
+	require.Eventually(t, func() bool { return strings.Contains(scrape(t, api), pending(0)) },
+		30*time.Second, 20*time.Millisecond, "the relay replica relays what the API replica wrote")
+	assert.Contains(t, scrape(t, api), "\neventkit_outbox_relay_active{outbox=\"orders_outbox\",service=\"orders\"} 1\n")
+	stopRelay()
+	require.NoError(t, db.PingContext(ctx), "the service did not close the caller's pool")
+	exists, err := tr.Exists(ctx, OrderCreatedName, "x")
+	require.NoError(t, err, "the service did not close the caller's transport")
+	assert.True(t, exists)
+}
+
+// scrape returns the text of a service's /metrics.
+func scrape(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(b)
+}
