@@ -59,6 +59,9 @@ func (b *bench) consume(ctx context.Context) error {
 	k := b.o.consumers
 	const inFlight, groupInFlight = 4, 8
 	conns := max(20, k*inFlight+8)
+	if b.o.inboxConns > 0 {
+		conns = b.o.inboxConns
+	}
 	// The inboxes' own connections: up to k×4 claims in flight.
 	db, err := sql.Open("pgx", b.o.pgURL)
 	if err != nil {

@@ -78,6 +78,9 @@ type options struct {
 	amqpURL   string
 	plot      string
 	consumers int
+	// inboxConns caps the consume scenario's inbox connections (0: one per
+	// claim in flight).
+	inboxConns int
 	// recoverEvents is the number of events of the recover scenario.
 	recoverEvents int
 	resultsTo     string // a child process writes its results here (JSON)
@@ -98,6 +101,7 @@ func main() {
 	flag.StringVar(&o.publisher, "publisher", "transports", "eventkit's publisher: transports (transports.Open) or builtin (the bench's own)")
 	flag.StringVar(&scen, "scenarios", "all", "scenarios to run: all, or some of drain,amqp,kafka,direct,latency,consume,recover,schema,overflow,backlog (alias memory)")
 	flag.IntVar(&o.consumers, "consumers", 8, "competing consumers (one router each) of the consume scenario's tuned variants")
+	flag.IntVar(&o.inboxConns, "inbox-conns", 0, "database connections of the consume scenario's inboxes (0: one per claim in flight, consumers×4+8, at least 20)")
 	flag.IntVar(&o.recoverEvents, "recover-events", 2000, "events of the recover scenario, one in ten failing its first attempt")
 	flag.StringVar(&o.plot, "plot", "", "write a PNG chart of the medians (throughput and p99 latency, eventkit vs stock) to this file")
 	flag.StringVar(&o.resultsTo, "results-json", "", "write the medians as JSON to this file (used for the backlog child process)")

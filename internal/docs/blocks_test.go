@@ -181,7 +181,7 @@ var notRunKinds = []struct {
 }{
 	{"Docker compose", regexp.MustCompile(`^docker compose((?: -f \S+)*) up\b`), checkComposeFiles},
 	{"a request to a sample service of Docker compose", regexp.MustCompile(`^curl -s (?:-XPOST )?localhost:(8080|8081)/`), nil},
-	{"the benchmark (about 10 minutes)", regexp.MustCompile(`^go run \./cmd/eventkit-bench((?: -\S+ \S+)*)$`), checkFlags("cmd/eventkit-bench/main.go")},
+	{"the benchmark (about 30 minutes)", regexp.MustCompile(`^go run \./cmd/eventkit-bench((?: -\S+ \S+)*)$`), checkFlags("cmd/eventkit-bench/main.go")},
 	{"a long nemesis run (10 minutes or more)", regexp.MustCompile(`^go run \./cmd/eventkit-nemesis((?: -\S+ \S+)*)$`), checkFlags("cmd/eventkit-nemesis/main.go")},
 	{"a 60-second fuzz run", regexp.MustCompile(`^go test -run '\^\$' -fuzz '\^(Fuzz\w+)\$' -fuzztime 60s(?: -fuzzminimizetime \S+)? \./(\S+)/$`), checkFuzzTarget},
 }
