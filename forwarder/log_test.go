@@ -1,11 +1,9 @@
 package forwarder_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,24 +13,14 @@ import (
 
 	"github.com/b2131a45/eventkit/events"
 	"github.com/b2131a45/eventkit/forwarder"
+	"github.com/b2131a45/eventkit/internal/testenv"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type lockedBuffer struct{ testenv.Buffer }
 
 func (l *lockedBuffer) lines() []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(l.String()), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(line), &m) == nil {
 			out = append(out, m)
@@ -81,8 +69,5 @@ func TestRelayLogsEventAttributes(t *testing.T) {
 	assert.NotEmpty(t, parked["event_id"])
 	assert.NotEmpty(t, parked["relay"])
 	assert.Equal(t, "message too large", parked["error"])
-	buf.mu.Lock()
-	all := buf.b.String()
-	buf.mu.Unlock()
-	assert.NotContains(t, all, "secret-payload-value", "payloads are never logged")
+	assert.NotContains(t, buf.String(), "secret-payload-value", "payloads are never logged")
 }

@@ -1,7 +1,6 @@
 package sample
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,26 +31,15 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 // logs is a JSON log sink for a test: the handler the services use by
 // default (slog.NewJSONHandler, default options, so level INFO).
-type logs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
+type logs struct{ testenv.Buffer }
 
 func (l *logs) logger() *slog.Logger { return slog.New(slog.NewJSONHandler(l, nil)) }
 
 // records returns the lines logged so far with message msg.
 func (l *logs) records(t *testing.T, msg string) []map[string]any {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.buf.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(l.String()), "\n") {
 		if line == "" {
 			continue
 		}
@@ -62,12 +50,6 @@ func (l *logs) records(t *testing.T, msg string) []map[string]any {
 		}
 	}
 	return out
-}
-
-func (l *logs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // services is the three sample services on one mem:// transport and one
