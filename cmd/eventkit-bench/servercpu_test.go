@@ -25,11 +25,16 @@ func TestServerCPU(t *testing.T) {
 		t.Fatalf("listener of %s: pid %d, want this process (%d)", url, s.pid, os.Getpid())
 	}
 	span := cpuSpan(s, newServer("remote", "amqp://guest:guest@example.com:5672/"))
-	for end := time.Now().Add(100 * time.Millisecond); time.Now().Before(end); {
+	// Busy until getrusage says this process used 200 ms more CPU (wall
+	// time would not do: a loaded machine deschedules the loop).
+	cpu0, deadline := processCPU(), time.Now().Add(30*time.Second)
+	for processCPU()-cpu0 < 200*time.Millisecond && time.Now().Before(deadline) {
 	}
+	used := processCPU() - cpu0
 	got := span(1)
-	if got[0] < 50*time.Millisecond {
-		t.Errorf("CPU of a 100 ms busy loop: %v", got[0])
+	// /proc counts in 10 ms ticks, sampled: allow a few ticks either way.
+	if got[0] < used-50*time.Millisecond || got[0] > used+time.Second {
+		t.Errorf("/proc says %v of CPU for a loop that getrusage says used %v", got[0], used)
 	}
 	if got[1] != -1 || perEvent(got[1]) != "n/a" {
 		t.Errorf("a server not on this machine: %v, want unknown", got[1])
