@@ -1,17 +1,13 @@
 package docs
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -58,40 +54,18 @@ func runConsole(t *testing.T, b block) {
 	dead := deadLetter(t, ctx, amqpURL, reg)
 
 	command := strings.Replace(norm(cmds[0]), "127.0.0.1:8089", "127.0.0.1:0", 1)
-	cmd := exec.CommandContext(ctx, "bash", "-c", "exec "+command)
-	cmd.Dir, err = filepath.Abs(repoRoot)
-	require.NoError(t, err)
-	cmd.Env = append(cleanEnv(), "DATABASE_URL="+dbURL, "TRANSPORT_URL="+amqpURL)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	lines := make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		exited <- cmd.Wait()
-	}()
-	stop := func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
-	}
-	defer stop()
+	p := startLines(t, ctx, command, append(cleanEnv(), "DATABASE_URL="+dbURL, "TRANSPORT_URL="+amqpURL))
+	defer p.interrupt()
 
 	var base string
 	first := regexp.MustCompile(`^eventkit console on (http://127\.0\.0\.1:\d+)/ — read-only \(no operator token\)$`)
 	select {
-	case l := <-lines:
+	case l := <-p.lines:
 		m := first.FindStringSubmatch(l)
-		require.NotNil(t, m, "first line %q, stderr %s", l, stderr.String())
+		require.NotNil(t, m, "first line %q, stderr %s", l, p.stderr)
 		base = m[1]
 	case <-ctx.Done():
-		t.Fatalf("the console did not start: %s", stderr.String())
+		t.Fatalf("the console did not start: %s", p.stderr)
 	}
 	get := func(path string) string {
 		resp, err := http.Get(base + path)
@@ -114,24 +88,7 @@ func runConsole(t *testing.T, b block) {
 	page = get("/outboxes/orders_outbox/failed")
 	assert.Contains(t, page, "312 NO_ROUTE")
 
-	stop()
-	var rest []string
-	for l := range lines {
-		rest = append(rest, l)
-	}
-	assert.Equal(t, []string{"eventkit console stopped"}, rest)
-	select {
-	case err := <-exited:
-		// go run exits 1 when its program was interrupted, whatever the
-		// program's status (it is a signal it got too); the program said
-		// it stopped.
-		var exit *exec.ExitError
-		if err != nil {
-			require.ErrorAs(t, err, &exit, stderr.String())
-		}
-	case <-ctx.Done():
-		t.Fatal("the console did not stop on SIGINT")
-	}
+	p.stopped(t, ctx, "eventkit console stopped")
 }
 
 // cleanEnv is the process's environment less unset, as sh runs commands.

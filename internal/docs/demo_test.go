@@ -1,23 +1,17 @@
 package docs
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net/http"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/b2131a45/eventkit/internal/testenv"
 )
 
 // demoLine is README.md's command that starts the demo.
@@ -47,49 +41,17 @@ func startDemo(t *testing.T, line string) *runningDemo {
 	t.Helper()
 	warm(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	cmd := exec.CommandContext(ctx, "bash", "-c", "exec "+line+demoPorts)
-	var err error
-	cmd.Dir, err = filepath.Abs(repoRoot)
-	require.NoError(t, err)
-	cmd.Env = slices.DeleteFunc(cleanEnv(), func(kv string) bool { return strings.HasPrefix(kv, "EVENTKIT_CONSOLE_TOKEN=") })
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	stderr := &testenv.Buffer{} // written by exec's goroutine
-	cmd.Stderr = stderr
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	lines := make(chan string, 64)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		exited <- cmd.Wait()
-	}()
+	p := startLines(t, ctx, line+demoPorts,
+		slices.DeleteFunc(cleanEnv(), func(kv string) bool { return strings.HasPrefix(kv, "EVENTKIT_CONSOLE_TOKEN=") }))
+	stderr := p.stderr
 	t.Cleanup(func() {
 		defer cancel()
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
-		var rest []string
-		for l := range lines {
-			rest = append(rest, l)
-		}
-		assert.Equal(t, []string{"demo stopped"}, rest, "after the interrupt; stderr:\n%s", stderr)
-		select {
-		case err := <-exited:
-			var exit *exec.ExitError // go run exits 1 when its program was interrupted
-			if err != nil {
-				assert.ErrorAs(t, err, &exit, stderr.String())
-			}
-		case <-ctx.Done():
-			t.Error("the demo did not stop on SIGINT")
-		}
+		p.stopped(t, ctx, "demo stopped")
 	})
 	var out strings.Builder
 	for !strings.Contains(out.String(), "Ctrl-C stops the demo.\n") {
 		select {
-		case l, ok := <-lines:
+		case l, ok := <-p.lines:
 			if !ok {
 				t.Fatalf("the demo exited at start:\n%s\nstderr:\n%s", out.String(), stderr)
 			}
