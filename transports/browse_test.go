@@ -56,6 +56,14 @@ func TestBrowse(t *testing.T) {
 				}
 				return out
 			}
+			// On PostgreSQL a subscriber (and so Browse) reads only rows of
+			// transactions below the snapshot xmin: while a transaction of
+			// another test in the same database is open, the rows just
+			// committed are held back. Wait until they can be received.
+			require.Eventually(t, func() bool {
+				all, err := tr.Browse(ctx, topic, group, 0)
+				return err == nil && len(all) == len(sent)
+			}, 30*time.Second, 20*time.Millisecond, "the published messages become browsable")
 			for range 2 {
 				all, err := tr.Browse(ctx, topic, group, 0)
 				require.NoError(t, err)
