@@ -37,8 +37,12 @@ func (e *PanicError) Unwrap() error {
 // redelivered; and innermost, right around the handler, so a handler's panic
 // is an error that Deduplicate rolls back, Retry retries and PoisonQueue
 // dead-letters with ReasonPanic.
+//
+// Recover also gives the goroutine it runs on its whole stack up front (see
+// handlerStack), which saves the chain's handlers repeated stack growth.
 func Recover(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) (out []*message.Message, err error) {
+		reserveStack()
 		defer func() {
 			if p := recover(); p != nil {
 				out, err = nil, &PanicError{Value: p, Stack: debug.Stack()}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -143,6 +144,7 @@ func (b *bench) consume(ctx context.Context) error {
 		{label: "diagnostic: per-message inbox, synchronous_commit=off, " + many, group: "ekasync", parallel: k, diagnostic: true,
 			run: b.eventkitHandler(asyncInbox, false, "?prefetch=100")},
 	}
+	consumers = b.selectVariants(consumers)
 	if err := r.ch.ExchangeDeclare(topic, "fanout", true, false, false, false, nil); err != nil {
 		return err
 	}
@@ -185,16 +187,21 @@ func (b *bench) consume(ctx context.Context) error {
 		round := map[string]float64{}
 		bare := 0.0
 		for _, c := range consumers {
+			span := cpuSpan(b.rabbit, b.postgres)
+			cpu0 := processCPU()
 			eps, dups, err := b.consumeOnce(ctx, c, topic, ids)
 			if err != nil {
 				return err
 			}
+			self := (processCPU() - cpu0) / time.Duration(n)
+			srv := span(n)
 			results[c.label] = append(results[c.label], eps)
 			round[c.label] = eps
 			if !c.eventkit && !c.diagnostic {
 				bare = max(bare, eps)
 			}
-			fmt.Printf("  run %d  %-72s %8.0f events/s  0 missing, %d duplicates\n", run+1, c.label, eps, dups)
+			fmt.Printf("  run %d  %-72s %8.0f events/s  0 missing, %d duplicates; CPU/event: bench %s, RabbitMQ %s, PostgreSQL %s\n",
+				run+1, c.label, eps, dups, perEvent(self), perEvent(srv[0]), perEvent(srv[1]))
 		}
 		for label, eps := range round {
 			ratios[label] = append(ratios[label], eps/bare)
@@ -238,6 +245,25 @@ func (b *bench) consume(ctx context.Context) error {
 	return nil
 }
 
+// selectVariants keeps the bare handlers and the eventkit variants -variants
+// names (all of them when it is empty).
+func (b *bench) selectVariants(all []consumer) []consumer {
+	if len(b.o.variants) == 0 {
+		return all
+	}
+	var kept []consumer
+	for _, c := range all {
+		keep := !c.eventkit && !c.diagnostic
+		for _, v := range b.o.variants {
+			keep = keep || strings.Contains(c.group, v)
+		}
+		if keep {
+			kept = append(kept, c)
+		}
+	}
+	return kept
+}
+
 // inboxKind is what a consume variant's figure counts towards.
 type inboxKind int
 
@@ -273,7 +299,11 @@ func (b *bench) consumeOnce(ctx context.Context, c consumer, topic string, ids [
 	running := make(chan struct{}, c.parallel)
 	done := make(chan error, c.parallel)
 	for range c.parallel {
-		go func() { done <- c.run(rctx, topic, c.group, handled, running) }()
+		// Labelled for -cpuprofile: the goroutines a variant starts (its
+		// connections' readers too) inherit the label.
+		go pprof.Do(rctx, pprof.Labels("variant", c.group), func(rctx context.Context) {
+			done <- c.run(rctx, topic, c.group, handled, running)
+		})
 	}
 	timeout := time.After(10 * time.Minute)
 	ended := 0

@@ -101,3 +101,39 @@ func rawChannelB(b *testing.B, url string) *amqp091.Channel {
 	require.NoError(b, err)
 	return ch
 }
+
+// BenchmarkSubscribeAck consumes queued messages with 8 handed out at once
+// and acks each, as a router does: per message, the delivery, the hand-out
+// and the ack (coalesced by the subscriber's acker when settled together).
+func BenchmarkSubscribeAck(b *testing.B) {
+	url := testenv.AMQPURL()
+	ch := rawChannelB(b, url)
+	topic := testenv.Name(b, "bench")
+	b.Cleanup(func() {
+		_, _ = ch.QueueDelete(amqp.QueueName(topic, "bench"), false, false, false)
+		_ = ch.ExchangeDelete(topic, false, false)
+	})
+	sub, err := amqp.NewSubscriber(context.Background(), amqp.Config{URL: url, Concurrency: 8, Prefetch: 100}, "bench")
+	require.NoError(b, err)
+	defer sub.Close()
+	require.NoError(b, sub.SubscribeInitialize(topic))
+	pub, err := amqp.NewPublisher(context.Background(), amqp.Config{URL: url})
+	require.NoError(b, err)
+	defer pub.Close()
+	msgs := benchMessages(benchBatch)
+	for i := 0; i < b.N; i += benchBatch {
+		require.NoError(b, pub.Publish(topic, msgs[:min(benchBatch, b.N-i)]...))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.ReportAllocs()
+	b.ResetTimer()
+	out, err := sub.Subscribe(ctx, topic)
+	require.NoError(b, err)
+	for range b.N {
+		m := <-out
+		go m.Ack()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
+}

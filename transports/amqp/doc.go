@@ -54,7 +54,13 @@
 // Delivery is at-least-once. A subscription receives its group's messages
 // one at a time and acks to the broker when the message is acked; a nacked
 // message is requeued at once; messages not acked when a subscription or its
-// connection ends are requeued by the broker. With Config.Prefetch at its
+// connection ends are requeued by the broker. One goroutine per channel
+// writes the settlements: the acks of a run of settled deliveries at the
+// front of the channel's window go out as one basic.ack with multiple set
+// (with Concurrency above 1, or while the previous write is under way,
+// that is one frame for many messages), an ack behind a delivery still in
+// flight goes out alone at once, so a slow handler holds back no other
+// ack; nothing waits for more acks to come. With Config.Prefetch at its
 // default of 1 a single subscription receives its queue in order, nacks
 // included, so order holds per topic and per partition key for a group with
 // one subscriber. Several subscribers of a group share its queue and the

@@ -189,7 +189,11 @@ func (s *Subscriber) consume(ctx context.Context, topic string, out chan<- *mess
 	}
 	consuming()
 	// Up to Concurrency messages are out at once; each one in flight holds
-	// a slot until it is settled. The deferred Wait runs before ch.Close.
+	// a slot until its consumer acks or nacks it. The acker sends the
+	// settlements; the deferred calls wait for every handler, then for the
+	// acker's last writes, then close the channel.
+	acks := newAcker(ch, s.settle)
+	defer acks.stop()
 	slots := make(chan struct{}, s.cfg.Concurrency)
 	var inFlight sync.WaitGroup
 	defer inFlight.Wait()
@@ -206,14 +210,16 @@ func (s *Subscriber) consume(ctx context.Context, topic string, out chan<- *mess
 			if !ok {
 				return errChannelClosed
 			}
+			acks.track(d.DeliveryTag)
 			msg, cancel, handed := s.handOut(ctx, d, out)
 			if !handed {
+				acks.nack(d.DeliveryTag)
 				return nil
 			}
 			inFlight.Add(1)
 			go func() {
 				defer inFlight.Done()
-				s.await(ctx, d, msg, cancel)
+				s.await(ctx, acks, d.DeliveryTag, msg, cancel)
 				<-slots
 			}()
 		case <-ctx.Done():
@@ -225,8 +231,8 @@ func (s *Subscriber) consume(ctx context.Context, topic string, out chan<- *mess
 }
 
 // handOut hands one delivery to the consumer, with a context that lives
-// until await cancels it. It reports false, having nacked the delivery, if
-// the subscription stopped first.
+// until await cancels it. It reports false if the subscription stopped
+// first: the caller then nacks the delivery.
 func (s *Subscriber) handOut(ctx context.Context, d amqp.Delivery, out chan<- *message.Message) (*message.Message, context.CancelFunc, bool) {
 	msg := unmarshal(d)
 	if s.cfg.OnDelivery != nil {
@@ -241,19 +247,18 @@ func (s *Subscriber) handOut(ctx context.Context, d amqp.Delivery, out chan<- *m
 	case <-s.closing:
 	}
 	cancel()
-	s.settle(d.Nack(false, true))
 	return nil, nil, false
 }
 
-// await settles a handed-out delivery with the broker once the consumer
-// acks or nacks it; if the subscription stops first, it is nacked (and
+// await settles a handed-out delivery through acks once the consumer acks
+// or nacks it; if the subscription stops first, it is nacked (and
 // requeued), unless the consumer had acked it: select picks at random
 // among ready cases, so an ack that came with the stop is checked again.
-func (s *Subscriber) await(ctx context.Context, d amqp.Delivery, msg *message.Message, cancel context.CancelFunc) {
+func (s *Subscriber) await(ctx context.Context, acks *acker, tag uint64, msg *message.Message, cancel context.CancelFunc) {
 	defer cancel()
 	select {
 	case <-msg.Acked():
-		s.settle(d.Ack(false))
+		acks.ack(tag)
 		return
 	case <-msg.Nacked():
 	case <-ctx.Done():
@@ -261,9 +266,9 @@ func (s *Subscriber) await(ctx context.Context, d amqp.Delivery, msg *message.Me
 	}
 	select {
 	case <-msg.Acked():
-		s.settle(d.Ack(false))
+		acks.ack(tag)
 	default:
-		s.settle(d.Nack(false, true))
+		acks.nack(tag)
 	}
 }
 
