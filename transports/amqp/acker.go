@@ -1,7 +1,9 @@
 package amqp
 
 import (
+	"cmp"
 	"runtime"
+	"slices"
 	"sync"
 )
 
@@ -35,8 +37,8 @@ type acker struct {
 	err func(error) // reports an ack or nack the broker did not get
 
 	mu      sync.Mutex
-	window  []pending // received and not yet sent, in tag order
-	ready   int       // how many entries of window are acked or nacked
+	window  []pending // received and not yet dropped, in tag order
+	ready   []uint64  // tags acked or nacked since the last pass
 	stopped bool
 
 	wake chan struct{} // 1-buffered: something is ready or stopping
@@ -55,7 +57,7 @@ const (
 	inFlight settleState = iota // with its handler
 	toAck
 	toNack
-	sent // settled with the broker, out of order: skipped later
+	sent // settled with the broker, out of order: dropped with the front
 )
 
 func newAcker(ch settler, onErr func(error)) *acker {
@@ -78,21 +80,24 @@ func (a *acker) nack(tag uint64) { a.settle(tag, toNack) }
 
 func (a *acker) settle(tag uint64, state settleState) {
 	a.mu.Lock()
-	// Searched from the front: the oldest deliveries settle first.
-	for i := range a.window {
-		if a.window[i].tag == tag {
-			if a.window[i].state == inFlight {
-				a.window[i].state = state
-				a.ready++
-			}
-			break
-		}
+	if p := a.find(tag); p != nil && p.state == inFlight {
+		p.state = state
+		a.ready = append(a.ready, tag)
 	}
 	a.mu.Unlock()
 	select {
 	case a.wake <- struct{}{}:
 	default:
 	}
+}
+
+// find returns the window's entry for tag, nil if it has none.
+func (a *acker) find(tag uint64) *pending {
+	i, ok := slices.BinarySearchFunc(a.window, tag, func(p pending, t uint64) int { return cmp.Compare(p.tag, t) })
+	if !ok {
+		return nil
+	}
+	return &a.window[i]
 }
 
 // stop sends what is settled and ends the acker's goroutine; deliveries
@@ -109,47 +114,47 @@ func (a *acker) stop() {
 	<-a.done
 }
 
+// run sends the settlements, a pass per wake-up. A pass costs the entries
+// settled since the previous one plus those it drops: nothing scans the
+// window behind a delivery still in flight.
 func (a *acker) run() {
 	defer close(a.done)
-	var nacks, acks []uint64
+	var ready, nacks, acks []uint64
 	for range a.wake {
 		// Let the handlers that are about to settle do so first: their
 		// acks then share this pass's frame.
 		runtime.Gosched()
-		nacks, acks = nacks[:0], acks[:0]
-		multiple, stopped := uint64(0), false
 		a.mu.Lock()
-		// front is the length of the run of settled entries at the front
-		// of the window, which this pass sends and drops.
+		ready, a.ready = a.ready, ready[:0]
+		nacks, acks = nacks[:0], acks[:0]
+		// The run of settled entries at the front is dropped; its acks go
+		// out as one multiple ack naming the highest acked tag in it that
+		// the broker still holds (not one sent alone before).
+		var multiple uint64
 		front := 0
-		for i := 0; i < len(a.window) && a.ready > 0; i++ {
-			p := &a.window[i]
-			atFront := front == i
-			switch p.state {
-			case inFlight:
-				continue
-			case toNack:
-				nacks = append(nacks, p.tag)
-				a.ready--
-			case toAck:
-				if atFront {
-					multiple = p.tag // the highest tag of the run the broker still holds
-				} else {
-					acks = append(acks, p.tag)
-				}
-				a.ready--
+		for ; front < len(a.window) && a.window[front].state != inFlight; front++ {
+			if a.window[front].state == toAck {
+				multiple = a.window[front].tag
 			}
-			if atFront {
-				front++
-			} else {
+		}
+		var cut uint64 // tags up to cut were dropped
+		if front > 0 {
+			cut = a.window[front-1].tag
+		}
+		for _, tag := range ready {
+			p := a.find(tag) // the front is still in the window
+			if p.state == toNack {
+				nacks = append(nacks, tag)
+			}
+			if tag > cut { // behind a delivery in flight: alone, now
+				if p.state == toAck {
+					acks = append(acks, tag)
+				}
 				p.state = sent
 			}
 		}
-		for front < len(a.window) && a.window[front].state == sent {
-			front++
-		}
-		a.window = append(a.window[:0], a.window[front:]...)
-		stopped = a.stopped
+		a.window = a.window[front:]
+		stopped := a.stopped
 		a.mu.Unlock()
 		// Nacks first: a multiple ack covers only what the broker still
 		// holds unacked, which a nack sent before it no longer is.

@@ -2,6 +2,7 @@ package amqp_test
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
 	"testing"
 	"time"
@@ -100,6 +101,51 @@ func TestConcurrency(t *testing.T) {
 		}
 		require.True(t, seen["0"] && seen["5"], "%v", seen)
 		none(t, msgs, "every message was acked")
+	})
+
+	t.Run("acks settled together reach the broker, none twice", func(t *testing.T) {
+		t.Parallel()
+		cfg := config(t)
+		cfg.Concurrency, cfg.Prefetch = 8, 50
+		var logs testenv.Buffer
+		cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		tr := newTransport(t, cfg)
+		topic := testenv.Name(t, "concrun")
+		sub, err := tr.Subscriber("g")
+		require.NoError(t, err)
+		msgs, err := sub.Subscribe(context.Background(), topic)
+		require.NoError(t, err)
+		const n = 200
+		publishN(t, tr, topic, n)
+		// Acked from their own goroutines, in whatever order they finish,
+		// with a nack (requeued) now and then: runs of settled deliveries
+		// go out as multiple acks, the rest alone. A multiple ack naming a
+		// tag the broker no longer holds would close the channel: the
+		// subscription would warn and redeliver.
+		got, nacked := map[string]bool{}, map[string]bool{}
+		for len(got) < n {
+			m := receive(t, msgs)
+			require.False(t, got[m.UUID], "message %s came again after its ack", m.UUID)
+			if !nacked[m.UUID] && len(nacked) < 10 && len(got)%17 == 0 {
+				nacked[m.UUID] = true // once: it comes back, then is acked
+				go m.Nack()
+				continue
+			}
+			got[m.UUID] = true
+			go func() {
+				time.Sleep(time.Duration(len(m.UUID)%3) * time.Millisecond)
+				m.Ack()
+			}()
+		}
+		none(t, msgs, "every message was acked")
+		require.NoError(t, sub.Close())
+		again, err := tr.Subscriber("g")
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = again.Close() })
+		msgs2, err := again.Subscribe(context.Background(), topic)
+		require.NoError(t, err)
+		none(t, msgs2, "the broker got every ack")
+		require.Empty(t, logs.String(), "no ack may fail")
 	})
 
 	t.Run("closing requeues the unacked messages", func(t *testing.T) {
