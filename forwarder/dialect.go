@@ -275,14 +275,20 @@ func (s schema) markPublished(rs []*row, nowMicros int64, deleteRows bool) (stri
 			offs[i] = strconv.FormatInt(r.offset, 10)
 		}
 		args := []any{"{" + strings.Join(xids, ",") + "}", "{" + strings.Join(offs, ",") + "}"}
+		// The rows are found one by one through the pending index (the
+		// LATERAL … LIMIT 1 cannot be flattened into a join), then changed
+		// by ctid. Joined with the unnest directly, the planner hashes the
+		// whole table for each batch on tables of a few 10,000 rows: 9–15
+		// ms for 1,000 rows of 20,000 against 5–7 ms. A row changed
+		// concurrently between the two (nothing does while this relay
+		// leads) fails the ctid recheck and stays pending: published again.
+		rows := `ARRAY(SELECT p.ctid FROM unnest($1::text::xid8[], $2::text::bigint[]) AS v(x, o),
+			LATERAL (SELECT ctid FROM ` + s.table + ` WHERE "transaction_id" = v.x AND "offset" = v.o AND "status" = 0 LIMIT 1) AS p)`
 		if deleteRows {
-			return `DELETE FROM ` + s.table + ` AS t
-			USING unnest($1::text::xid8[], $2::text::bigint[]) AS v(x, o)
-			WHERE t."transaction_id" = v.x AND t."offset" = v.o AND t."status" = 0`, args
+			return `DELETE FROM ` + s.table + ` AS t WHERE t.ctid = ANY (` + rows + `) AND t."status" = 0`, args
 		}
 		return `UPDATE ` + s.table + ` AS t SET "status" = 1, "published_at" = CURRENT_TIMESTAMP
-			FROM unnest($1::text::xid8[], $2::text::bigint[]) AS v(x, o)
-			WHERE t."transaction_id" = v.x AND t."offset" = v.o AND t."status" = 0`, args
+			WHERE t.ctid = ANY (` + rows + `) AND t."status" = 0`, args
 	case MySQL:
 		if deleteRows {
 			return "DELETE FROM " + s.table + " WHERE `offset` IN (" + offsetList(rs) + ") AND `status` = 0", nil

@@ -1,0 +1,93 @@
+package forwarder
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"testing"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/b2131a45/eventkit/internal/testenv"
+)
+
+// The statement marking (or deleting) a batch on PostgreSQL finds its rows
+// through the pending index, one by one, on a table of 20,000 rows: joined
+// with the batch's unnest directly, the planner hashed the whole table for
+// every batch, twice the time of the index probes, and more as the table
+// of published rows grows.
+func TestMarkPublished_PostgresProbesThePendingIndex(t *testing.T) {
+	t.Parallel()
+	db, err := sql.Open("pgx", testenv.PostgresSchema(t, "markplan"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	ctx := context.Background()
+	s := newSchema(Postgres, "markplan")
+	for _, q := range s.setup {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			testenv.Unavailable(t, "PostgreSQL", err)
+		}
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO `+s.table+` ("uuid", "payload", "metadata")
+		SELECT md5(i::text), '{"order_id":"o"}', '{"name":"orders.order_created"}' FROM generate_series(1, 20000) AS i`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `ANALYZE `+s.table); err != nil {
+		t.Fatal(err)
+	}
+	q, err := db.QueryContext(ctx, `SELECT "offset", "transaction_id"::text FROM `+s.table+` ORDER BY "offset" LIMIT 1000`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs []*row
+	for q.Next() {
+		r := &row{}
+		if err := q.Scan(&r.offset, &r.xid); err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, r)
+	}
+	if err := q.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, del := range []bool{false, true} {
+		stmt, args := s.markPublished(rs, 0, del)
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan := explain(t, tx, stmt, args)
+		res, err := tx.ExecContext(ctx, stmt, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := res.RowsAffected()
+		_ = tx.Rollback()
+		if n != int64(len(rs)) {
+			t.Errorf("delete %v: %d rows changed, want %d", del, n, len(rs))
+		}
+		if strings.Contains(plan, "Hash") || strings.Contains(plan, "Seq Scan") {
+			t.Errorf("delete %v: the plan scans the table:\n%s", del, plan)
+		}
+	}
+}
+
+func explain(t *testing.T, tx *sql.Tx, stmt string, args []any) string {
+	t.Helper()
+	rows, err := tx.Query("EXPLAIN "+stmt, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString(line + "\n")
+	}
+	return b.String()
+}
