@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/pprof"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -144,7 +145,10 @@ func (b *bench) consume(ctx context.Context) error {
 		{label: "diagnostic: per-message inbox, synchronous_commit=off, " + many, group: "ekasync", parallel: k, diagnostic: true,
 			run: b.eventkitHandler(asyncInbox, false, "?prefetch=100")},
 	}
-	consumers = b.selectVariants(consumers)
+	consumers, err = b.selectVariants(consumers)
+	if err != nil {
+		return err
+	}
 	if err := r.ch.ExchangeDeclare(topic, "fanout", true, false, false, false, nil); err != nil {
 		return err
 	}
@@ -245,23 +249,41 @@ func (b *bench) consume(ctx context.Context) error {
 	return nil
 }
 
-// selectVariants keeps the bare handlers and the eventkit variants -variants
-// names (all of them when it is empty).
-func (b *bench) selectVariants(all []consumer) []consumer {
+// selectVariants keeps the bare handlers and the eventkit variants whose
+// group -variants names (all of them when it is empty); a name that is no
+// variant's group is an error.
+func (b *bench) selectVariants(all []consumer) ([]consumer, error) {
 	if len(b.o.variants) == 0 {
-		return all
+		return all, nil
+	}
+	want := map[string]bool{}
+	for _, v := range b.o.variants {
+		want[strings.TrimSpace(v)] = true
 	}
 	var kept []consumer
 	for _, c := range all {
-		keep := !c.eventkit && !c.diagnostic
-		for _, v := range b.o.variants {
-			keep = keep || strings.Contains(c.group, v)
-		}
-		if keep {
+		if want[c.group] {
+			delete(want, c.group)
+			kept = append(kept, c)
+		} else if !c.eventkit && !c.diagnostic {
 			kept = append(kept, c)
 		}
 	}
-	return kept
+	if len(want) > 0 {
+		var groups []string
+		for _, c := range all {
+			if c.eventkit || c.diagnostic {
+				groups = append(groups, c.group)
+			}
+		}
+		var unknown []string
+		for v := range want {
+			unknown = append(unknown, v)
+		}
+		sort.Strings(unknown)
+		return nil, fmt.Errorf("-variants: no consume variant %s (they are %s)", strings.Join(unknown, ", "), strings.Join(groups, ", "))
+	}
+	return kept, nil
 }
 
 // inboxKind is what a consume variant's figure counts towards.
