@@ -49,13 +49,33 @@ func subscribe(t *testing.T, concurrency int, prefix string) (*amqp.Transport, s
 	t.Helper()
 	cfg := config(t)
 	cfg.Concurrency = concurrency
+	tr, topic, _, msgs := subscribeWith(t, cfg, prefix)
+	return tr, topic, msgs
+}
+
+// subscribeWith is subscribe with the whole config; it returns the
+// subscriber too.
+func subscribeWith(t *testing.T, cfg amqp.Config, prefix string) (*amqp.Transport, string, message.Subscriber, <-chan *message.Message) {
+	t.Helper()
 	tr := newTransport(t, cfg)
 	topic := testenv.Name(t, prefix)
 	sub, err := tr.Subscriber("g")
 	require.NoError(t, err)
 	msgs, err := sub.Subscribe(context.Background(), topic)
 	require.NoError(t, err)
-	return tr, topic, msgs
+	return tr, topic, sub, msgs
+}
+
+// resubscribe subscribes group "g" of tr to topic again, as a restarted
+// consumer does.
+func resubscribe(t *testing.T, tr *amqp.Transport, topic string) <-chan *message.Message {
+	t.Helper()
+	again, err := tr.Subscriber("g")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = again.Close() })
+	msgs, err := again.Subscribe(context.Background(), topic)
+	require.NoError(t, err)
+	return msgs
 }
 
 func TestConcurrency(t *testing.T) {
@@ -109,12 +129,7 @@ func TestConcurrency(t *testing.T) {
 		cfg.Concurrency, cfg.Prefetch = 8, 50
 		var logs testenv.Buffer
 		cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		tr := newTransport(t, cfg)
-		topic := testenv.Name(t, "concrun")
-		sub, err := tr.Subscriber("g")
-		require.NoError(t, err)
-		msgs, err := sub.Subscribe(context.Background(), topic)
-		require.NoError(t, err)
+		tr, topic, sub, msgs := subscribeWith(t, cfg, "concrun")
 		const n = 200
 		publishN(t, tr, topic, n)
 		// Acked from their own goroutines, in whatever order they finish,
@@ -139,12 +154,7 @@ func TestConcurrency(t *testing.T) {
 		}
 		none(t, msgs, "every message was acked")
 		require.NoError(t, sub.Close())
-		again, err := tr.Subscriber("g")
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = again.Close() })
-		msgs2, err := again.Subscribe(context.Background(), topic)
-		require.NoError(t, err)
-		none(t, msgs2, "the broker got every ack")
+		none(t, resubscribe(t, tr, topic), "the broker got every ack")
 		require.Empty(t, logs.String(), "no ack may fail")
 	})
 
@@ -152,22 +162,13 @@ func TestConcurrency(t *testing.T) {
 		t.Parallel()
 		cfg := config(t)
 		cfg.Concurrency = 3
-		tr := newTransport(t, cfg)
-		topic := testenv.Name(t, "concclose")
-		sub, err := tr.Subscriber("g")
-		require.NoError(t, err)
-		msgs, err := sub.Subscribe(context.Background(), topic)
-		require.NoError(t, err)
+		tr, topic, sub, msgs := subscribeWith(t, cfg, "concclose")
 		publishN(t, tr, topic, 3)
 		first := []*message.Message{receive(t, msgs), receive(t, msgs), receive(t, msgs)}
 		first[1].Ack()
 		require.NoError(t, sub.Close())
 
-		again, err := tr.Subscriber("g")
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = again.Close() })
-		msgs2, err := again.Subscribe(context.Background(), topic)
-		require.NoError(t, err)
+		msgs2 := resubscribe(t, tr, topic)
 		got := map[string]bool{}
 		for range 2 {
 			m := receive(t, msgs2)
