@@ -118,15 +118,23 @@ type procCPU struct {
 // Linux architecture Go runs on.
 const clockTick = 10 * time.Millisecond
 
-func readProcs() map[int]procCPU {
-	out := map[int]procCPU{}
+// pids returns the processes /proc lists, by pid and their /proc
+// directory.
+func pids() map[int]string {
+	out := map[int]string{}
 	dirs, _ := os.ReadDir("/proc")
 	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
+		if pid, err := strconv.Atoi(d.Name()); err == nil {
+			out[pid] = filepath.Join("/proc", d.Name())
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+	}
+	return out
+}
+
+func readProcs() map[int]procCPU {
+	out := map[int]procCPU{}
+	for pid, dir := range pids() {
+		b, err := os.ReadFile(filepath.Join(dir, "stat"))
 		if err != nil {
 			continue
 		}
@@ -177,18 +185,13 @@ func listenerPID(port int) int {
 	if len(inodes) == 0 {
 		return 0
 	}
-	dirs, _ := os.ReadDir("/proc")
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		fds, err := os.ReadDir(filepath.Join("/proc", d.Name(), "fd"))
+	for pid, dir := range pids() {
+		fds, err := os.ReadDir(filepath.Join(dir, "fd"))
 		if err != nil {
 			continue
 		}
 		for _, fd := range fds {
-			if link, err := os.Readlink(filepath.Join("/proc", d.Name(), "fd", fd.Name())); err == nil && inodes[link] {
+			if link, err := os.Readlink(filepath.Join(dir, "fd", fd.Name())); err == nil && inodes[link] {
 				return pid
 			}
 		}
