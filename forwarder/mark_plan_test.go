@@ -18,40 +18,8 @@ import (
 // of published rows grows.
 func TestMarkPublished_PostgresProbesThePendingIndex(t *testing.T) {
 	t.Parallel()
-	db, err := sql.Open("pgx", testenv.PostgresSchema(t, "markplan"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db, s, rs := markTable(t, "markplan", 0, 20_000, true)
 	ctx := context.Background()
-	s := newSchema(Postgres, "markplan")
-	for _, q := range s.setup {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			testenv.Unavailable(t, "PostgreSQL", err)
-		}
-	}
-	if _, err := db.ExecContext(ctx, `INSERT INTO `+s.table+` ("uuid", "payload", "metadata")
-		SELECT md5(i::text), '{"order_id":"o"}', '{"name":"orders.order_created"}' FROM generate_series(1, 20000) AS i`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.ExecContext(ctx, `ANALYZE `+s.table); err != nil {
-		t.Fatal(err)
-	}
-	q, err := db.QueryContext(ctx, `SELECT "offset", "transaction_id"::text FROM `+s.table+` ORDER BY "offset" LIMIT 1000`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rs []*row
-	for q.Next() {
-		r := &row{}
-		if err := q.Scan(&r.offset, &r.xid); err != nil {
-			t.Fatal(err)
-		}
-		rs = append(rs, r)
-	}
-	if err := q.Err(); err != nil {
-		t.Fatal(err)
-	}
 	for _, del := range []bool{false, true} {
 		stmt, args := s.markPublished(rs, 0, del)
 		tx, err := db.BeginTx(ctx, nil)
@@ -90,4 +58,50 @@ func explain(t *testing.T, tx *sql.Tx, stmt string, args []any) string {
 		b.WriteString(line + "\n")
 	}
 	return b.String()
+}
+
+// markTable makes an outbox table named name of published rows (status 1)
+// followed by pending ones, and returns the first 1,000 pending rows, a
+// batch to mark.
+func markTable(tb testing.TB, name string, published, pending int, analyze bool) (*sql.DB, schema, []*row) {
+	tb.Helper()
+	db, err := sql.Open("pgx", testenv.PostgresSchema(tb, name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = db.Close() })
+	ctx := context.Background()
+	s := newSchema(Postgres, name)
+	for _, q := range s.setup {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			testenv.Unavailable(tb, "PostgreSQL", err)
+		}
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO `+s.table+` ("uuid", "payload", "metadata", "status")
+		SELECT md5(i::text), '{"order_id":"o"}', '{"name":"orders.order_created"}', CASE WHEN i <= $1::int THEN 1 ELSE 0 END
+		FROM generate_series(1, $1::int + $2::int) AS i`, published, pending); err != nil {
+		tb.Fatal(err)
+	}
+	if analyze {
+		if _, err := db.ExecContext(ctx, `ANALYZE `+s.table); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	q, err := db.QueryContext(ctx, `SELECT "offset", "transaction_id"::text FROM `+s.table+` WHERE "status" = 0 ORDER BY "offset" LIMIT 1000`)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer q.Close()
+	var rs []*row
+	for q.Next() {
+		r := &row{}
+		if err := q.Scan(&r.offset, &r.xid); err != nil {
+			tb.Fatal(err)
+		}
+		rs = append(rs, r)
+	}
+	if err := q.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return db, s, rs
 }

@@ -145,11 +145,13 @@ func unmarshal(d amqp.Delivery) *message.Message {
 	}
 	fill(events.KeyCorrelationID, firstOf(d.CorrelationId, props.correlationID))
 	fill(events.KeySource, d.AppId)
-	switch {
-	case !props.creationTime.IsZero():
-		fill(events.KeyOccurredAt, props.creationTime.Format(time.RFC3339Nano))
-	case !d.Timestamp.IsZero() && !viaAMQP10: // RabbitMQ 3.x mistakes AMQP 1.0's milliseconds for seconds
-		fill(events.KeyOccurredAt, d.Timestamp.UTC().Format(time.RFC3339Nano))
+	if md[events.KeyOccurredAt] == "" { // formatted only when the headers lack it
+		switch {
+		case !props.creationTime.IsZero():
+			md[events.KeyOccurredAt] = props.creationTime.Format(time.RFC3339Nano)
+		case !d.Timestamp.IsZero() && !viaAMQP10: // RabbitMQ 3.x mistakes AMQP 1.0's milliseconds for seconds
+			md[events.KeyOccurredAt] = d.Timestamp.UTC().Format(time.RFC3339Nano)
+		}
 	}
 	if msg.UUID == "" {
 		msg.UUID = md[events.KeyEventID]
