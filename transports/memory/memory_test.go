@@ -1,6 +1,8 @@
 package memory_test
 
 import (
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -113,5 +115,36 @@ func TestScheduledPublish(t *testing.T) {
 			}
 		}
 		require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond)
+	}
+}
+
+// A message acked just before its subscriber closes stays acked: the next
+// subscriber of the group does not get it again. On one P the consumer's
+// goroutine can find the ack and the close both there, where select picks
+// either at random (a discarded dead letter came back in CI).
+func TestAckThenClose_NotRedelivered(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	tr := newTransport(t, memory.Config{ResendInterval: time.Millisecond})
+	const n = 40
+	for i := range n {
+		require.NoError(t, tr.Publisher().Publish("t", message.NewMessage(fmt.Sprint(i), nil)))
+	}
+	for i := range n {
+		sub, err := tr.Subscriber("g")
+		require.NoError(t, err)
+		msgs, err := sub.Subscribe(t.Context(), "t")
+		require.NoError(t, err)
+		// Let the consumer's goroutine block on handing the message out:
+		// taking it then readies that goroutine without running it, so it
+		// finds the ack and the close both there.
+		time.Sleep(time.Millisecond)
+		select {
+		case m := <-msgs:
+			require.Equal(t, fmt.Sprint(i), m.UUID, "an acked message came back")
+			m.Ack()
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no message %d", i)
+		}
+		require.NoError(t, sub.Close())
 	}
 }

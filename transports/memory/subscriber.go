@@ -89,10 +89,16 @@ func (s *subscriber) deliver(ctx context.Context, msg *message.Message, out chan
 	case <-msg.Nacked():
 		return nacked
 	case <-ctx.Done():
-		return stopped
 	case <-s.closing:
-		return stopped
 	case <-s.t.closing:
+	}
+	// Stopping. select picks at random among ready cases: an ack that came
+	// before the stop still counts, or a consumer that acked and closed
+	// would get the message again.
+	select {
+	case <-msg.Acked():
+		return acked
+	default:
 		return stopped
 	}
 }

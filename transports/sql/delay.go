@@ -201,7 +201,10 @@ func (s *Subscriber) untilNextDelayed(ctx context.Context, topic string) time.Du
 // deliverDelayed hands out one due delayed message and settles it; false
 // when none is due.
 func (s *Subscriber) deliverDelayed(ctx context.Context, topic string, out chan<- *message.Message) (bool, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+	// The transaction outlives ctx (database/sql would roll it back when ctx
+	// ends): a message acked as the subscription stops is still deleted.
+	// The claim's own statement ends with ctx.
+	tx, err := s.db.BeginTx(context.WithoutCancel(ctx), nil)
 	if err != nil {
 		return false, err
 	}
@@ -242,9 +245,13 @@ func (s *Subscriber) deliverDelayed(ctx context.Context, topic string, out chan<
 		s.wait(ctx, s.cfg.ResendInterval)
 		return true, nil
 	case <-ctx.Done():
-		return false, nil
+		if !isAcked(msg) {
+			return false, nil
+		}
 	case <-s.closing:
-		return false, nil
+		if !isAcked(msg) {
+			return false, nil
+		}
 	}
 	if _, err := tx.ExecContext(context.WithoutCancel(ctx), s.delay.remove, id); err != nil {
 		return true, fmt.Errorf("delete acked delayed message %s: %w", uuid, err)
@@ -270,4 +277,15 @@ func (s *Subscriber) isClosed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.closed
+}
+
+// isAcked reports whether msg was acked: checked again when a stop came
+// with the ack, since select picks at random among ready cases.
+func isAcked(msg *message.Message) bool {
+	select {
+	case <-msg.Acked():
+		return true
+	default:
+		return false
+	}
 }
