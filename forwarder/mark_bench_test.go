@@ -6,9 +6,10 @@ import (
 )
 
 // BenchmarkMarkPublished marks (or deletes) a batch of 1,000 rows of a
-// PostgreSQL outbox whose relay catches up on a backlog: 100,000 rows
-// published and 100,000 pending. Each run's transaction is rolled back, so every run
-// marks the same rows; ns/op is per batch.
+// PostgreSQL outbox a relay has been draining, just filled and not yet
+// analyzed: 100,000 rows published and 20,000 pending. Each run's
+// transaction is rolled back, so every run marks the same rows; ns/op is
+// per batch.
 //
 //	go test -run '^$' -bench MarkPublished -count 6 ./forwarder/
 func BenchmarkMarkPublished(b *testing.B) {
