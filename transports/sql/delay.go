@@ -245,13 +245,10 @@ func (s *Subscriber) deliverDelayed(ctx context.Context, topic string, out chan<
 		s.wait(ctx, s.cfg.ResendInterval)
 		return true, nil
 	case <-ctx.Done():
-		if !isAcked(msg) {
-			return false, nil
-		}
 	case <-s.closing:
-		if !isAcked(msg) {
-			return false, nil
-		}
+	}
+	if !isAcked(msg) {
+		return false, nil // stopped first
 	}
 	if _, err := tx.ExecContext(context.WithoutCancel(ctx), s.delay.remove, id); err != nil {
 		return true, fmt.Errorf("delete acked delayed message %s: %w", uuid, err)
