@@ -12,6 +12,7 @@ import (
 type confirmChannel struct {
 	conn *amqp.Connection
 	ch   *amqp.Channel
+	wire *corkedConn // conn's network connection; nil when unknown
 
 	take     chan chan []string // asks the collector for the returns so far
 	done     chan struct{}      // closed when the collector ends

@@ -45,6 +45,7 @@ type connector struct {
 
 	mu       sync.Mutex
 	conn     *amqp.Connection
+	wire     *corkedConn      // the network connection under conn
 	closes   chan *amqp.Error // the current connection's close notification
 	lastErr  error            // the last dial error, until a dial succeeds
 	lastDial time.Time
@@ -100,14 +101,14 @@ func (c *connector) get(ctx context.Context) (*amqp.Connection, error) {
 		default:
 		}
 		c.logger.Warn("amqp connection lost", "err", reason)
-		c.conn = nil
+		c.conn, c.wire = nil, nil
 	}
 	if c.lastErr != nil && time.Since(c.lastDial) < c.cfg.ReconnectInterval {
 		return nil, c.lastErr
 	}
 
 	c.lastDial = time.Now()
-	conn, err := c.dial(ctx)
+	conn, wire, err := c.dial(ctx)
 	if err != nil {
 		err = c.dialError(err)
 		if c.connected && c.lastErr == nil {
@@ -121,9 +122,20 @@ func (c *connector) get(ctx context.Context) (*amqp.Connection, error) {
 	}
 	c.lastErr = nil
 	c.connected = true
-	c.conn = conn
+	c.conn, c.wire = conn, wire
 	c.closes = conn.NotifyClose(make(chan *amqp.Error, 1))
 	return conn, nil
+}
+
+// wireOf returns the network connection under conn, nil when conn is no
+// longer the current connection.
+func (c *connector) wireOf(conn *amqp.Connection) *corkedConn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn != conn {
+		return nil
+	}
+	return c.wire
 }
 
 // dialError classifies a dial error: ErrAccessRefused when the broker
@@ -142,14 +154,14 @@ func (c *connector) dialError(err error) error {
 // them in turn from c.next. The next dial, after this connection is lost,
 // starts with the node after it. It returns the last node's error, and
 // says how many were tried.
-func (c *connector) dial(ctx context.Context) (*amqp.Connection, error) {
+func (c *connector) dial(ctx context.Context) (*amqp.Connection, *corkedConn, error) {
 	var errs []error
 	for i := range c.urls {
 		at := (c.next + i) % len(c.urls)
-		conn, err := c.dialNode(ctx, c.urls[at])
+		conn, wire, err := c.dialNode(ctx, c.urls[at])
 		if err == nil {
 			c.next = (at + 1) % len(c.urls)
-			return conn, nil
+			return conn, wire, nil
 		}
 		// Every node has the same users, but a node that is starting
 		// refuses logins until it has them: the others are tried too.
@@ -160,20 +172,21 @@ func (c *connector) dial(ctx context.Context) (*amqp.Connection, error) {
 	}
 	last := errs[len(errs)-1]
 	if len(errs) == 1 {
-		return nil, last
+		return nil, nil, last
 	}
 	earlier := make([]string, len(errs)-1)
 	for i, err := range errs[:len(errs)-1] {
 		earlier[i] = err.Error()
 	}
-	return nil, fmt.Errorf("none of the %d nodes tried accepted (%s): %w", len(errs), strings.Join(earlier, "; "), last)
+	return nil, nil, fmt.Errorf("none of the %d nodes tried accepted (%s): %w", len(errs), strings.Join(earlier, "; "), last)
 }
 
-func (c *connector) dialNode(ctx context.Context, nodeURL string) (*amqp.Connection, error) {
+func (c *connector) dialNode(ctx context.Context, nodeURL string) (*amqp.Connection, *corkedConn, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName("eventkit " + c.name)
 	timeout := c.cfg.DialTimeout
-	return amqp.DialConfig(nodeURL, amqp.Config{
+	var wire *corkedConn
+	conn, err := amqp.DialConfig(nodeURL, amqp.Config{
 		Properties:      props,
 		TLSClientConfig: c.cfg.TLS,
 		Dial: func(network, addr string) (net.Conn, error) {
@@ -188,9 +201,14 @@ func (c *connector) dialNode(ctx context.Context, nodeURL string) (*amqp.Connect
 				conn.Close()
 				return nil, err
 			}
-			return conn, nil
+			wire = &corkedConn{Conn: conn}
+			return wire, nil
 		},
 	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return conn, wire, nil
 }
 
 // close closes the connection; later gets fail with ErrClosed.

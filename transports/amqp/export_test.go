@@ -13,3 +13,14 @@ func KickerGets(p *Publisher) int64 {
 	}
 	return p.kick.gets.Load()
 }
+
+// PublisherWrites returns how many writes the publisher's current
+// connection made to the network (0 when it has none).
+func PublisherWrites(p *Publisher) int64 {
+	p.conn.mu.Lock()
+	defer p.conn.mu.Unlock()
+	if p.conn.wire == nil {
+		return 0
+	}
+	return p.conn.wire.writes.Load()
+}

@@ -164,14 +164,10 @@ func (p *Publisher) publish(slot **confirmChannel, to target, msgs []*message.Me
 	if err != nil {
 		return &PublishError{Topic: topic, UUIDs: uuids(msgs), Err: err}
 	}
-	mandatory := p.cfg.Unroutable == UnroutableError
-	confirms := make([]*amqp.DeferredConfirmation, len(msgs))
-	for i := range msgs {
-		confirms[i], err = cc.ch.PublishWithDeferredConfirmWithContext(ctx, to.exchange, to.routingKey, mandatory, false, pubs[i])
-		if err != nil {
-			p.discard(slot)
-			return &PublishError{Topic: topic, UUIDs: uuids(msgs), Err: fmt.Errorf("%w: %w", ErrNotConfirmed, err)}
-		}
+	confirms, err := p.send(ctx, cc, to, pubs)
+	if err != nil {
+		p.discard(slot)
+		return &PublishError{Topic: topic, UUIDs: uuids(msgs), Err: fmt.Errorf("%w: %w", ErrNotConfirmed, err)}
 	}
 
 	nacked := map[string]bool{}
@@ -212,6 +208,29 @@ func (p *Publisher) publish(slot **confirmChannel, to target, msgs []*message.Me
 	return &PublishError{Topic: topic, UUIDs: pick(msgs, failed), Err: cause}
 }
 
+// send publishes pubs on cc with the connection corked (see corkedConn):
+// the frames of a call of many messages go out in a few writes instead of
+// one each. It returns once every frame was written.
+func (p *Publisher) send(ctx context.Context, cc *confirmChannel, to target, pubs []amqp.Publishing) ([]*amqp.DeferredConfirmation, error) {
+	if cc.wire != nil && len(pubs) > 1 {
+		cc.wire.cork()
+	}
+	mandatory := p.cfg.Unroutable == UnroutableError
+	confirms := make([]*amqp.DeferredConfirmation, len(pubs))
+	var err error
+	for i := range pubs {
+		if confirms[i], err = cc.ch.PublishWithDeferredConfirmWithContext(ctx, to.exchange, to.routingKey, mandatory, false, pubs[i]); err != nil {
+			break
+		}
+	}
+	if cc.wire != nil && len(pubs) > 1 {
+		if uerr := cc.wire.uncork(); err == nil {
+			err = uerr
+		}
+	}
+	return confirms, err
+}
+
 // marshal encodes msgs in Config.Wire and runs Config.OnPublish. An error
 // wraps ErrRejected: the same messages would fail again.
 func (p *Publisher) marshal(msgs []*message.Message) ([]amqp.Publishing, error) {
@@ -244,6 +263,7 @@ func (p *Publisher) channel(ctx context.Context, slot **confirmChannel) (*confir
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotConnected, err)
 	}
+	cc.wire = p.conn.wireOf(conn)
 	*slot = cc
 	return cc, nil
 }
