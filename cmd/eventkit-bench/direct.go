@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"runtime/pprof"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -28,6 +29,9 @@ func (b *bench) rawAMQP(bt *brokerTopic, n int) (eps float64, dups int, err erro
 	}
 	pub := brokers.NewAMQP(b.o.amqpURL, b.useTransports())
 	defer pub.Close()
+	settle(b.rabbit, b.postgres) // as before a drain
+	pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("drain", "raw")))
+	defer pprof.SetGoroutineLabels(context.Background())
 	began := time.Now()
 	cpu0 := processCPU()
 	servers := cpuSpan(b.rabbit)

@@ -16,7 +16,8 @@
 //	consume  handler throughput from RabbitMQ: a bare Watermill handler vs
 //	         an eventkit handler behind middleware.Default + PostgreSQL inbox,
 //	         one transaction per message and with InboxConfig.GroupCommit
-//	         (with amqp concurrency=8)
+//	         and GroupTx (with amqp concurrency=32; 4 for one transaction per
+//	         message)
 //	overflow a RabbitMQ queue with max-length and reject-publish and a slow
 //	         consumer: events lost by stock without confirms and by eventkit
 //	backlog  (alias memory) drain a -backlog row outbox to a discarding

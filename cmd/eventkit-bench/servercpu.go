@@ -77,6 +77,36 @@ func (s server) cpu() (time.Duration, bool) {
 	return total, true
 }
 
+// settle waits until every known server is quiet (at most a tenth of a
+// core over 250 ms), for up to 15 s, and returns how long it waited: a
+// measurement then does not share the machine with what the step before
+// it left a server doing (RabbitMQ writing a backlog just published,
+// PostgreSQL a checkpoint or an autovacuum). Unknown servers are not
+// waited for.
+func settle(servers ...server) time.Duration {
+	began := time.Now()
+	const window, quiet = 250 * time.Millisecond, 25 * time.Millisecond
+	prev := make([]time.Duration, len(servers))
+	for i, s := range servers {
+		prev[i], _ = s.cpu()
+	}
+	for time.Since(began) < 15*time.Second {
+		time.Sleep(window)
+		busy := false
+		for i, s := range servers {
+			now, ok := s.cpu()
+			if ok && now-prev[i] > quiet {
+				busy = true
+			}
+			prev[i] = now
+		}
+		if !busy {
+			break
+		}
+	}
+	return time.Since(began)
+}
+
 // cpuSpan measures servers' CPU over a span: the returned function, called
 // at its end, gives each server's CPU per event of n events, -1 when
 // unknown.
