@@ -8,7 +8,8 @@
 //	drain    amqp then kafka
 //	amqp     drain an outbox of -events rows to RabbitMQ: eventkit, stock with
 //	         and without confirms (channel pool 1 and default), and the raw
-//	         pipelined-confirm ceiling (no database), alternating each round
+//	         pipelined-confirm ceiling (no database), measured right before
+//	         and right after eventkit's drains in each round
 //	kafka    drain to an in-process kfake cluster: eventkit and stock
 //	direct   the raw pipelined-confirm publish to RabbitMQ on its own
 //	latency  commit→consumer latency at -rate events/s for -duration, eventkit
