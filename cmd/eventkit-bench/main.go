@@ -230,6 +230,7 @@ type bench struct {
 	// (-1 when unknown: not on this machine).
 	cpuPerEvent, brokerCPU, dbCPU time.Duration
 	rabbit, postgres              server
+	checkpointRefused             bool // CHECKPOINT failed once (no privilege)
 }
 
 // BenchEvent is the event of every scenario (about 200 bytes of JSON).
