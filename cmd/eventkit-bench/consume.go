@@ -179,10 +179,11 @@ func (b *bench) consume(ctx context.Context) error {
 	// Each variant's events go to its own queue (the default exchange) just
 	// before it runs, and it starts once RabbitMQ and PostgreSQL are quiet:
 	// every variant starts on the same broker, one queue of -events
-	// messages and nothing else to do, and on an empty inbox table. (Published to the topic's exchange
-	// once a round, every queue got them at once, and the variants that ran
-	// first shared RabbitMQ with its work on the others' backlog: the bare
-	// handler, second in every round, varied 17k–33k/s.)
+	// messages and nothing else to do, and on an empty inbox table.
+	// (Published to the topic's exchange once a round, every queue got
+	// them at once, and the variants that ran first shared RabbitMQ with
+	// its work on the others' backlog: the bare handler, second in every
+	// round, varied 17k–33k/s.)
 	pub := brokers.NewAMQP(b.o.amqpURL, false)
 	defer pub.Close()
 

@@ -78,12 +78,11 @@ func (s server) cpu() (time.Duration, bool) {
 }
 
 // settle waits until every known server is quiet (at most a tenth of a
-// core over 250 ms), for up to 15 s, and returns how long it waited: a
-// measurement then does not share the machine with what the step before
-// it left a server doing (RabbitMQ writing a backlog just published,
-// PostgreSQL a checkpoint or an autovacuum). Unknown servers are not
-// waited for.
-func settle(servers ...server) time.Duration {
+// core over 250 ms), for up to 15 s: a measurement then does not share the
+// machine with what the step before it left a server doing (RabbitMQ
+// writing a backlog just published, PostgreSQL a checkpoint or an
+// autovacuum). Unknown servers are not waited for.
+func settle(servers ...server) {
 	began := time.Now()
 	const window, quiet = 250 * time.Millisecond, 25 * time.Millisecond
 	prev := make([]time.Duration, len(servers))
@@ -101,10 +100,9 @@ func settle(servers ...server) time.Duration {
 			prev[i] = now
 		}
 		if !busy {
-			break
+			return
 		}
 	}
-	return time.Since(began)
 }
 
 // cpuSpan measures servers' CPU over a span: the returned function, called

@@ -212,7 +212,8 @@ func (p *Publisher) publish(slot **confirmChannel, to target, msgs []*message.Me
 // the frames of a call of many messages go out in a few writes instead of
 // one each. It returns once every frame was written.
 func (p *Publisher) send(ctx context.Context, cc *confirmChannel, to target, pubs []amqp.Publishing) ([]*amqp.DeferredConfirmation, error) {
-	if cc.wire != nil && len(pubs) > 1 {
+	corked := cc.wire != nil && len(pubs) > 1
+	if corked {
 		cc.wire.cork()
 	}
 	mandatory := p.cfg.Unroutable == UnroutableError
@@ -223,7 +224,7 @@ func (p *Publisher) send(ctx context.Context, cc *confirmChannel, to target, pub
 			break
 		}
 	}
-	if cc.wire != nil && len(pubs) > 1 {
+	if corked {
 		if uerr := cc.wire.uncork(); err == nil {
 			err = uerr
 		}
