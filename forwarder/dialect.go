@@ -126,7 +126,14 @@ func newSchema(d Dialect, name string) schema {
 			ORDER BY t."transaction_id", t."offset" LIMIT $1`
 		// After a read that found nothing: is anything pending at all? Rows
 		// held back then, or committed since, call for a quick new read.
-		s.held = `SELECT EXISTS (SELECT 1 FROM ` + s.table + ` WHERE "status" = 0)`
+		// The first pending row in relay order, through the pending index
+		// whatever the statistics say: for an EXISTS the planner picks a
+		// sequential scan when they count many rows pending (a table
+		// analyzed during a backlog, or just filled), and that scan reads
+		// every published row before the first pending one (1–2.5 ms on
+		// 20,000 rows, against 0.1 through the index).
+		s.held = `SELECT count(*) > 0 FROM (SELECT 1 FROM ` + s.table +
+			` WHERE "status" = 0 ORDER BY "transaction_id", "offset" LIMIT 1) AS p`
 	case MySQL:
 		s.table = "`" + tbl + "`"
 		s.lockKey = "eventkit.relay." + name

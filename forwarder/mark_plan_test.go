@@ -42,6 +42,44 @@ func TestMarkPublished_PostgresProbesThePendingIndex(t *testing.T) {
 	}
 }
 
+// The relay's check for pending rows after an empty read goes through the
+// pending index even when the statistics count every row pending (a table
+// analyzed while its rows waited): an EXISTS was planned as a sequential
+// scan, which reads every published row before the first pending one.
+func TestHeld_PostgresUsesThePendingIndex(t *testing.T) {
+	t.Parallel()
+	db, s, _ := markTable(t, "heldplan", 0, 20_000, true)
+	ctx := context.Background()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	// All but the last row published since the statistics were taken.
+	if _, err := tx.ExecContext(ctx, `UPDATE `+s.table+` SET "status" = 1 WHERE "offset" < 20000`); err != nil {
+		t.Fatal(err)
+	}
+	var held bool
+	if err := tx.QueryRowContext(ctx, s.held).Scan(&held); err != nil {
+		t.Fatal(err)
+	}
+	if !held {
+		t.Error("held = false with one row pending")
+	}
+	if plan := explain(t, tx, s.held, nil); strings.Contains(plan, "Seq Scan") || !strings.Contains(plan, "_pending") {
+		t.Errorf("the plan does not read the pending index:\n%s", plan)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE `+s.table+` SET "status" = 1`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.QueryRowContext(ctx, s.held).Scan(&held); err != nil {
+		t.Fatal(err)
+	}
+	if held {
+		t.Error("held = true with no row pending")
+	}
+}
+
 func explain(t *testing.T, tx *sql.Tx, stmt string, args []any) string {
 	t.Helper()
 	rows, err := tx.Query("EXPLAIN "+stmt, args...)

@@ -64,9 +64,14 @@ func (b *bench) eventkitDrainerWith(label string, pub func() (message.Publisher,
 			}, nil
 		},
 		done: func(ctx context.Context, ob *forwarder.Outbox) (bool, error) {
-			var pending bool
-			err := b.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM "`+ob.Table()+`" WHERE status = 0)`).Scan(&pending)
-			return !pending, err
+			// The first pending row, through the pending index. An EXISTS
+			// over status = 0 was planned as a sequential scan (the
+			// statistics of the just-filled table count every row
+			// pending), reading every published row before the first
+			// pending one: up to 2.5 ms of PostgreSQL's CPU per poll by
+			// the end of a drain, charged to the relay.
+			pending, err := ob.Pending(ctx, 1)
+			return len(pending) == 0, err
 		},
 	}
 }

@@ -175,13 +175,13 @@ func (b *bench) memory(ctx context.Context) error {
 	elapsed := time.Since(began)
 	// Wait for the last marks, then stop.
 	for ctx.Err() == nil {
-		var pending bool
-		if err := b.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM "`+ob.Table()+`" WHERE status = 0)`).Scan(&pending); err != nil {
+		pending, err := ob.Pending(ctx, 1) // through the pending index
+		if err != nil {
 			cancel()
 			<-done
 			return err
 		}
-		if !pending {
+		if len(pending) == 0 {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
