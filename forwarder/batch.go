@@ -43,7 +43,7 @@ func (r *Relay) fetch(ctx context.Context, q querier, after *row) ([]*row, error
 	}
 	defer rs.Close()
 	batch := make([]*row, 0, r.cfg.BatchSize)
-	var payload []byte
+	var payload borrowed // decoded before the next row
 	for rs.Next() {
 		rw := &row{}
 		if err := rs.Scan(&rw.offset, &rw.xid, &rw.uuid, &payload, &rw.attempts); err != nil {

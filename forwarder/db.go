@@ -9,6 +9,7 @@ import (
 	"reflect"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 )
@@ -22,10 +23,16 @@ type querier interface {
 
 type rows interface {
 	Next() bool
+	// Scan also takes a *borrowed.
 	Scan(dest ...any) error
 	Err() error
 	Close()
 }
+
+// borrowed is a Scan destination for bytes read before the next row only:
+// the driver's buffer rather than a copy (database/sql's RawBytes, pgx's
+// DriverBytes). The relay reads its payloads so: each is decoded at once.
+type borrowed []byte
 
 // database is the outbox's own handle: the pool the relay and the
 // inspection methods use.
@@ -85,6 +92,15 @@ func (s stdQ) query(ctx context.Context, q string, args ...any) (rows, error) {
 type stdRows struct{ *sql.Rows }
 
 func (r stdRows) Close() { _ = r.Rows.Close() }
+
+func (r stdRows) Scan(dest ...any) error {
+	for i, d := range dest {
+		if b, ok := d.(*borrowed); ok {
+			dest[i] = (*sql.RawBytes)(b)
+		}
+	}
+	return r.Rows.Scan(dest...)
+}
 
 type stdDB struct {
 	stdQ
@@ -180,7 +196,18 @@ func (p pgxQ) query(ctx context.Context, q string, args ...any) (rows, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r, nil
+	return pgxRows{r}, nil
+}
+
+type pgxRows struct{ pgx.Rows }
+
+func (r pgxRows) Scan(dest ...any) error {
+	for i, d := range dest {
+		if b, ok := d.(*borrowed); ok {
+			dest[i] = (*pgtype.DriverBytes)(b)
+		}
+	}
+	return r.Rows.Scan(dest...)
 }
 
 // pgxExecQuerier is what pgx.Conn, pgx.Tx, pgxpool.Pool and pgxpool.Conn share.

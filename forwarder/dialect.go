@@ -120,7 +120,7 @@ func newSchema(d Dialect, name string) schema {
 		// that commits late (watermill-sql, issue #311).
 		// (The xid column is aliased: ORDER BY a name of the output list
 		// would sort the text, not the xid8.)
-		s.fetch = `SELECT t."offset", t."transaction_id"::text AS xid, t."uuid", t."payload"::text, t."attempts" FROM ` + s.table + ` AS t
+		s.fetch = `SELECT t."offset", t."transaction_id"::text AS xid, t."uuid", t."payload", t."attempts" FROM ` + s.table + ` AS t
 			WHERE t."status" = 0 AND t."transaction_id" < pg_snapshot_xmin(pg_current_snapshot())
 			AND (t."transaction_id", t."offset") > ($2::text::xid8, $3)
 			ORDER BY t."transaction_id", t."offset" LIMIT $1`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -19,6 +20,25 @@ type drainer struct {
 	start func(ctx context.Context, ob *forwarder.Outbox) (stop func(), err error)
 	// done reports whether every row was confirmed and marked.
 	done func(ctx context.Context, ob *forwarder.Outbox) (bool, error)
+	// published counts the events of the publish calls the broker
+	// confirmed whole: the bench asks done only once it reaches the
+	// drain's events (asking all along charged the drainer with the
+	// bench's queries, on the database it shares with them).
+	published *atomic.Int64
+}
+
+// countingPublisher counts the messages of its successful publish calls.
+type countingPublisher struct {
+	message.Publisher
+	n *atomic.Int64
+}
+
+func (p countingPublisher) Publish(topic string, msgs ...*message.Message) error {
+	err := p.Publisher.Publish(topic, msgs...)
+	if err == nil {
+		p.n.Add(int64(len(msgs)))
+	}
+	return err
 }
 
 // eventkitDrainer runs a Relay with pub.
@@ -29,8 +49,10 @@ func (b *bench) eventkitDrainer(label string, pub func() (message.Publisher, err
 // eventkitDrainerWith is eventkitDrainer with OutboxConfig.DeletePublished
 // set as given: the relay then deletes the rows it published.
 func (b *bench) eventkitDrainerWith(label string, pub func() (message.Publisher, error), deletePublished bool) drainer {
+	published := new(atomic.Int64)
 	return drainer{
-		label: label,
+		label:     label,
+		published: published,
 		start: func(ctx context.Context, ob *forwarder.Outbox) (func(), error) {
 			if deletePublished {
 				var err error
@@ -47,7 +69,7 @@ func (b *bench) eventkitDrainerWith(label string, pub func() (message.Publisher,
 			if err != nil {
 				return nil, err
 			}
-			relay, err := forwarder.NewRelay(ob, p, forwarder.RelayConfig{BatchSize: b.o.batch, Logger: slog.New(slog.DiscardHandler)})
+			relay, err := forwarder.NewRelay(ob, countingPublisher{p, published}, forwarder.RelayConfig{BatchSize: b.o.batch, Logger: slog.New(slog.DiscardHandler)})
 			if err != nil {
 				return nil, err
 			}
@@ -79,8 +101,10 @@ func (b *bench) eventkitDrainerWith(label string, pub func() (message.Publisher,
 // stockDrainer runs Watermill's forwarder over watermill-sql's default
 // PostgreSQL schema (a subscriber of topic ob.Name()) with pub.
 func (b *bench) stockDrainer(label string, pub func() (message.Publisher, error)) drainer {
+	published := new(atomic.Int64)
 	return drainer{
-		label: label,
+		label:     label,
+		published: published,
 		start: func(ctx context.Context, ob *forwarder.Outbox) (func(), error) {
 			p, err := pub()
 			if err != nil {
@@ -96,7 +120,7 @@ func (b *bench) stockDrainer(label string, pub func() (message.Publisher, error)
 			if err != nil {
 				return nil, err
 			}
-			fwd, err := wmforwarder.NewForwarder(sub, p, logger, wmforwarder.Config{ForwarderTopic: ob.Name(), AckWhenCannotUnwrap: true})
+			fwd, err := wmforwarder.NewForwarder(sub, countingPublisher{p, published}, logger, wmforwarder.Config{ForwarderTopic: ob.Name(), AckWhenCannotUnwrap: true})
 			if err != nil {
 				return nil, err
 			}
