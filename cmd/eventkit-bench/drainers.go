@@ -22,8 +22,8 @@ type drainer struct {
 	done func(ctx context.Context, ob *forwarder.Outbox) (bool, error)
 	// published counts the events of the publish calls the broker
 	// confirmed whole: the bench asks done only once it reaches the
-	// drain's events (asking all along charged the drainer with the
-	// bench's queries, on the database it shares with them).
+	// drain's events (asking all along put the bench's queries on the
+	// database the drainer works on, in its measured time).
 	published *atomic.Int64
 }
 
